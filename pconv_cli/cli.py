@@ -1,0 +1,49 @@
+"""The ``pconv`` command-line app.
+
+Every subcommand lives in ``pconv_cli.commands.<name>`` and is registered here.
+Nothing at import time may pull in torch: ``pconv --help`` must stay instant, so
+commands import the heavy core modules inside their function bodies.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from pconv_cli import __version__
+
+app = typer.Typer(
+    name="pconv",
+    help=(
+        "Image inpainting with partial convolutions (Liu et al., ECCV 2018).\n\n"
+        "Mask files are white = hole everywhere in pconv (use --invert-mask to flip)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"pconv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        help="Print the version and exit.",
+        callback=_print_version,
+        is_eager=True,
+    ),
+) -> None:
+    """Image inpainting with partial convolutions."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
