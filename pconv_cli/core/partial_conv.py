@@ -8,12 +8,14 @@ Mask convention: float tensors, 1 = valid, 0 = hole. For a window with features
     m'  = 1 if sum(M) > 0 else 0
 
 computed exactly as NVIDIA's reference layer does: ``ratio = winsize / (sum(M) +
-eps)``, ``m' = clamp(sum(M), 0, 1)``, ``ratio *= m'``, ``out = ((raw - b) * ratio +
-b) * m'``. ``winsize`` (``sum(1)``) is ``kh * kw`` for a single-channel mask and
-``C_in * kh * kw`` for a multi-channel mask.
+eps)``, ``m' = clamp(sum(M), 0, 1)``, ``ratio *= m'``, then ``out = ((raw - b) *
+ratio + b) * m'`` with a bias and ``out = raw * ratio`` without (``raw`` is the
+bias-free convolution of ``X * M``). ``winsize`` (``sum(1)``) is ``kh * kw`` for a
+single-channel mask and ``C_in * kh * kw`` for a multi-channel mask.
 
-The mask arithmetic (window sums, ratio, updated mask) always runs in float32,
-also under autocast, so fully masked windows give exactly 0 and never inf/NaN.
+The mask arithmetic (window sums, ratio, updated mask) always runs in float32
+(float64 for float64 inputs), also under autocast, so fully masked windows give
+exactly 0 and never inf/NaN.
 
 Cheap multi-channel masks: a dense multi-channel mask update convolves the
 C_in-channel mask with a (C_out, C_in, k, k) ones kernel, which costs as much as
@@ -62,8 +64,7 @@ class ChannelMask:
                 )
             if c < 1 or m.shape[1] not in (1, c):
                 raise ValueError(
-                    f"a group of {c} channels needs a mask with 1 or {c} channels, "
-                    f"got {m.shape[1]}"
+                    f"a group of {c} channels needs a mask with 1 or {c} channels, got {m.shape[1]}"
                 )
         self.parts: tuple[tuple[Tensor, int], ...] = parts
 
@@ -86,11 +87,11 @@ class ChannelMask:
         n, _, h, w = self.parts[0][0].shape
         return (n, self.channels, h, w)
 
-    def channel_sum(self) -> Tensor:
-        """Sum of the mask over its channels, float32, shape (N, 1, H, W)."""
+    def channel_sum(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        """Sum of the mask over its channels, shape (N, 1, H, W), in ``dtype``."""
         total = None
         for m, c in self.parts:
-            m = m.float()
+            m = m.to(dtype)
             s = m * c if m.shape[1] == 1 and c != 1 else m.sum(1, keepdim=True)
             total = s if total is None else total + s
         return total
@@ -100,11 +101,17 @@ class ChannelMask:
         if len(self.parts) == 1:
             return x * self.parts[0][0].to(x.dtype)
         chunks = torch.split(x, [c for _, c in self.parts], dim=1)
-        return torch.cat([xc * m.to(x.dtype) for xc, (m, _) in zip(chunks, self.parts)], 1)
+        masked = [xc * m.to(x.dtype) for xc, (m, _) in zip(chunks, self.parts, strict=True)]
+        return torch.cat(masked, 1)
 
     def dense(self) -> Tensor:
         """The full (N, C, H, W) mask (for reference checks; the layer never needs it)."""
         return torch.cat([m.expand(-1, c, -1, -1) for m, c in self.parts], 1)
+
+
+def _mask_dtype(feature_dtype: torch.dtype) -> torch.dtype:
+    """Precision of the mask arithmetic: float32, or float64 for float64 features."""
+    return torch.float64 if feature_dtype == torch.float64 else torch.float32
 
 
 def _float32_scope(device: torch.device):
@@ -121,14 +128,16 @@ def mask_window_sums(
     padding: tuple[int, int],
     dilation: tuple[int, int],
 ) -> Tensor:
-    """Window sums of a (N, 1, H, W) mask as a convolution would see them (float32).
+    """Window sums of a (N, 1, H, W) mask as a convolution would see them.
 
     Zero padding counts as hole. Equals a dense ``conv2d(mask, ones(C_out, C_in, k, k))``
-    of the multi-channel mask whose channel sum is ``channel_sum``.
+    of the multi-channel mask whose channel sum is ``channel_sum``. Computed in
+    float32 (float64 if ``channel_sum`` is float64), whatever autocast says.
     """
+    channel_sum = channel_sum.to(_mask_dtype(channel_sum.dtype))
     with _float32_scope(channel_sum.device):
-        ones = torch.ones(1, 1, *kernel_size, device=channel_sum.device, dtype=torch.float32)
-        return F.conv2d(channel_sum.float(), ones, None, stride, padding, dilation)
+        ones = torch.ones(1, 1, *kernel_size, device=channel_sum.device, dtype=channel_sum.dtype)
+        return F.conv2d(channel_sum, ones, None, stride, padding, dilation)
 
 
 class PartialConv2d(nn.Conv2d):
@@ -152,7 +161,8 @@ class PartialConv2d(nn.Conv2d):
     - ``masked_input=True`` promises that ``x`` is already ``x * mask`` (the
       U-Net masks each activation once and reuses it for the skip).
 
-    Returns ``out`` (N, C_out, H', W') and ``new_mask`` (N, 1, H', W') in float32.
+    Returns ``out`` (N, C_out, H', W') and ``new_mask`` (N, 1, H', W') in float32
+    (float64 for float64 inputs).
     """
 
     def __init__(
@@ -199,9 +209,10 @@ class PartialConv2d(nn.Conv2d):
     def extra_repr(self) -> str:
         return super().extra_repr() + f", multi_channel={self.multi_channel}"
 
-    # -- mask arithmetic (float32, (N, 1, H, W) tensors only) --------------------------
+    # -- mask arithmetic (float32 or float64, (N, 1, H, W) tensors only) ---------------
 
     def _channel_sum(self, mask: Tensor | ChannelMask, x: Tensor) -> Tensor:
+        dtype = _mask_dtype(x.dtype)
         if isinstance(mask, ChannelMask):
             if not self.multi_channel:
                 raise ValueError("a ChannelMask needs a PartialConv2d with multi_channel=True")
@@ -209,7 +220,7 @@ class PartialConv2d(nn.Conv2d):
                 raise ValueError(
                     f"mask has {mask.channels} channels, layer expects {self.in_channels}"
                 )
-            return mask.channel_sum()
+            return mask.channel_sum(dtype)
         if mask.dim() != 4 or mask.shape[0] != x.shape[0] or mask.shape[2:] != x.shape[2:]:
             raise ValueError(
                 f"mask shape {tuple(mask.shape)} does not match input {tuple(x.shape)}"
@@ -220,29 +231,31 @@ class PartialConv2d(nn.Conv2d):
                     f"single-channel PartialConv2d needs a (N, 1, H, W) mask, got "
                     f"{mask.shape[1]} channels (use multi_channel=True)"
                 )
-            return mask.float()
+            return mask.to(dtype)
         if mask.shape[1] == 1:
-            return mask.float() * self.in_channels
+            return mask.to(dtype) * self.in_channels
         if mask.shape[1] != self.in_channels:
             raise ValueError(f"mask has {mask.shape[1]} channels, layer expects {self.in_channels}")
-        return mask.float().sum(1, keepdim=True)
+        return mask.to(dtype).sum(1, keepdim=True)
 
     def _ratio_and_mask(self, channel_sum: Tensor) -> tuple[Tensor, Tensor]:
-        """(scale, new_mask): ``out = raw * scale + bias * new_mask``, all float32."""
+        """(scale, new_mask) with ``out = raw * scale (+ bias * new_mask)``."""
         with _float32_scope(channel_sum.device):
             sums = mask_window_sums(
                 channel_sum, self.kernel_size, self.stride, self.padding, self.dilation
             )
             new_mask = sums.clamp(0.0, 1.0)
             ratio = self.window_size / (sums + self.eps) * new_mask
-            # NVIDIA multiplies the rescaled output by the updated mask once more.
-            return ratio * new_mask, new_mask
+            if self.bias is not None:
+                # NVIDIA: out = ((raw - b) * ratio + b) * m' = raw * (ratio * m') + b * m'.
+                ratio = ratio * new_mask
+            return ratio, new_mask
 
     def _padding_ratio(self, x: Tensor) -> tuple[Tensor, Tensor]:
         key = (x.shape[-2], x.shape[-1], x.device, x.dtype)
         cached = self._padding_cache.get(key)
         if cached is None:
-            ones = torch.ones(1, 1, *x.shape[-2:], device=x.device, dtype=torch.float32)
+            ones = torch.ones(1, 1, *x.shape[-2:], device=x.device, dtype=_mask_dtype(x.dtype))
             channels = self.in_channels if self.multi_channel else 1
             scale, new_mask = self._ratio_and_mask(ones * channels)
             cached = (scale.to(x.dtype), new_mask)

@@ -74,6 +74,18 @@ def _pad_to_multiple(image: Tensor, mask: Tensor, multiple: int) -> tuple[Tensor
     return F.pad(image, (0, pw, 0, ph)), F.pad(mask, (0, pw, 0, ph))
 
 
+def _mask_features(x: Tensor, mask: Tensor) -> Tensor:
+    """``x * mask`` for a (N, 1, H, W) mask, skipped on CPU when nothing is masked.
+
+    Holes fill up after a few levels, so deep masks are usually all ones. The
+    check needs the mask's values on the host, which is free on CPU but would
+    stall a GPU queue, and it would break a compiled graph: there we multiply.
+    """
+    if x.device.type == "cpu" and not torch.compiler.is_compiling() and bool(mask.all()):
+        return x
+    return x * mask.to(x.dtype)
+
+
 class PConvBlock(nn.Module):
     """Partial conv -> optional BatchNorm -> optional activation (multi-channel mask)."""
 
@@ -136,7 +148,7 @@ class PConvEncoder(nn.Module):
         for level in range(1, self.levels + 1):
             x, m = getattr(self, f"enc{level}")(x, mask)
             # Mask once here: the result feeds both the next level and the skip.
-            x = x * m.to(x.dtype)
+            x = _mask_features(x, m)
             mask = ChannelMask.of(m, x.shape[1])
             features.append(x)
             masks.append(m)
@@ -179,20 +191,20 @@ class PConvDecoder(nn.Module):
     ) -> Tensor:
         x, m = features[-1], masks[-1]
         for level in range(self.levels, 0, -1):
-            skip, skip_mask = (
-                (features[level - 2], ChannelMask.of(masks[level - 2], features[level - 2].shape[1]))
-                if level > 1
-                else (image, image_mask)
-            )
+            if level > 1:
+                skip = features[level - 2]
+                skip_mask = ChannelMask.of(masks[level - 2], skip.shape[1])
+            else:
+                skip, skip_mask = image, image_mask
             m_up = F.interpolate(m, scale_factor=2.0, mode="nearest")
             x_up = self._upsample(x)
             if self.upsampling != "nearest":
                 # nearest upsampling of masked features is already masked; others are not.
-                x_up = x_up * m_up.to(x_up.dtype)
+                x_up = _mask_features(x_up, m_up)
             mask = ChannelMask.cat([ChannelMask.of(m_up, x.shape[1]), skip_mask])
             x, m = getattr(self, f"dec{level}")(torch.cat([x_up, skip], 1), mask)
             if level > 1:
-                x = x * m.to(x.dtype)
+                x = _mask_features(x, m)
         return x
 
 
@@ -309,7 +321,11 @@ class UNet(nn.Module):
         channels = in_channels
         for level, (out_channels, kernel) in enumerate(spec, start=1):
             self.encoder[f"enc{level}"] = ConvBlock(
-                channels, out_channels, kernel, stride=2, norm=level > 1,
+                channels,
+                out_channels,
+                kernel,
+                stride=2,
+                norm=level > 1,
                 activation=nn.ReLU(inplace=True),
             )
             channels = out_channels
@@ -319,7 +335,10 @@ class UNet(nn.Module):
             last = level == 1
             block_out = 3 if last else spec[level - 2][0]
             self.decoder[f"dec{level}"] = ConvBlock(
-                channels + skip_channels[level - 1], block_out, 3, norm=not last,
+                channels + skip_channels[level - 1],
+                block_out,
+                3,
+                norm=not last,
                 activation=None if last else nn.LeakyReLU(0.2, inplace=True),
             )
             channels = block_out
