@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from pconv_cli import __version__
+from pconv_cli.commands.gen_masks import gen_masks
 
 app = typer.Typer(
     name="pconv",
@@ -42,6 +43,9 @@ def _root(
     ),
 ) -> None:
     """Image inpainting with partial convolutions."""
+
+
+app.command("gen-masks")(gen_masks)
 
 
 def main() -> None:
