@@ -205,3 +205,19 @@ def test_paper_net_512_matches_dense_reference():
         out = model(image, mask)
         ref = dense(image, mask)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_and_bf16_autocast():
+    model = PConvUNet(layers=5, width=0.25).eval()
+    image = torch.rand(2, 3, 64, 64)
+    mask = _blob_mask(2, 64, 64, cell=8)
+    with torch.no_grad():
+        ref = model(image, mask)
+        model_cl = model.to(memory_format=torch.channels_last)
+        out_cl = model_cl(image.contiguous(memory_format=torch.channels_last), mask)
+        torch.testing.assert_close(out_cl, ref, rtol=1e-5, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out_bf16 = model(image, mask)
+            all_hole = model(image, torch.zeros_like(mask))
+    assert torch.isfinite(out_bf16).all() and torch.isfinite(all_hole).all()
+    torch.testing.assert_close(out_bf16.float(), ref, rtol=0.05, atol=0.05)
