@@ -21,7 +21,14 @@ from torch import Tensor, nn
 
 from pconv_cli.core.partial_conv import ChannelMask, PartialConv2d
 
-__all__ = ["PConvUNet", "UNet", "composite", "encoder_channels"]
+__all__ = [
+    "InpaintingModel",
+    "PConvUNet",
+    "UNet",
+    "build_model",
+    "composite",
+    "encoder_channels",
+]
 
 Upsampling = Literal["nearest", "bilinear"]
 
@@ -364,3 +371,63 @@ class UNet(nn.Module):
                 x = F.interpolate(x, scale_factor=2.0, mode=self.upsampling, align_corners=False)
             x = self.decoder[f"dec{level}"](torch.cat([x, skips[level - 1]], 1))
         return x[..., :h, :w]
+
+
+# -- the model as the rest of pconv sees it ----------------------------------------------
+
+ARCHITECTURES = ("pconv", "unet")
+NORMALIZATIONS = ("minus_one_one", "unit", "imagenet")
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class InpaintingModel(nn.Module):
+    """A network plus the input normalisation its weights expect.
+
+    ``forward(image, mask)``: ``image`` float RGB in [0, 1], (N, 3, H, W); ``mask``
+    (N, 1 or 3, H, W), 1 = valid. Returns the raw output mapped back to the
+    [0, 1] scale (not clamped, not composited). ``normalization`` is one of
+    ``"minus_one_one"`` (``2x - 1``, MMagic's and pconv's default), ``"unit"``
+    (as is) or ``"imagenet"`` (ImageNet mean/std, naoto0804's). Holes are zero
+    after normalisation, since the network masks its input.
+    """
+
+    def __init__(self, net: nn.Module, *, normalization: str = "minus_one_one"):
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
+            )
+        self.net = net
+        self.normalization = normalization
+        if normalization == "imagenet":
+            mean, std = torch.tensor(_IMAGENET_MEAN), torch.tensor(_IMAGENET_STD)
+        elif normalization == "minus_one_one":
+            mean, std = torch.full((3,), 0.5), torch.full((3,), 0.5)
+        else:
+            mean, std = torch.zeros(3), torch.ones(3)
+        self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        mean, std = self.mean.to(image.dtype), self.std.to(image.dtype)
+        out = self.net((image - mean) / std, mask)
+        return out * std.to(out.dtype) + mean.to(out.dtype)
+
+
+def build_model(
+    arch: str = "pconv",
+    *,
+    layers: int = 7,
+    width: float = 1.0,
+    upsampling: Upsampling = "nearest",
+    normalization: str = "minus_one_one",
+) -> InpaintingModel:
+    """Builder for every model pconv trains or loads (``arch``: ``"pconv"`` or ``"unet"``)."""
+    if arch == "pconv":
+        net: nn.Module = PConvUNet(layers=layers, width=width, upsampling=upsampling)
+    elif arch == "unet":
+        net = UNet(layers=layers, width=width, upsampling=upsampling)
+    else:
+        raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+    return InpaintingModel(net, normalization=normalization)
