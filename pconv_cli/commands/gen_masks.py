@@ -206,14 +206,16 @@ def _progress() -> Progress:
         TimeRemainingColumn,
     )
 
+    console = Console(stderr=True)
     return Progress(
         TextColumn("[bold]gen-masks"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
+        disable=not console.is_terminal,
     )
 
 
@@ -312,6 +314,9 @@ def _validated_ratio_range(
         )
     try:
         ratio_range = None if hole_ratio is None else parse_ratio_range(hole_ratio)
+    except MaskError as error:
+        raise _fail(f"--hole-ratio: {error}", 2) from None
+    try:
         if nvidia_buckets:
             requests = [
                 (bucket, half_border) for bucket in NVIDIA_BUCKETS for _, half_border in HALVES

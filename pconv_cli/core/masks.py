@@ -83,6 +83,9 @@ DEFAULT_MAX_TRIES = 50
 MAX_UNITS_PER_TRY = 1000
 """Strokes/boxes proposed per try when filling towards a requested hole ratio."""
 
+MAX_REJECTS_IN_A_ROW = 100
+"""A try also ends after this many consecutive strokes/boxes that would overshoot."""
+
 HOLE_THRESHOLD = 127
 """Loaded mask values above this (0..255 scale) are holes."""
 
@@ -138,14 +141,11 @@ def parse_ratio_range(text: str) -> tuple[float, float]:
     """Parse ``'LO-HI'`` (e.g. ``'0.1-0.2'``) into floats with ``0 <= LO < HI <= 1``."""
     lo_text, sep, hi_text = text.strip().partition("-")
     try:
-        if not sep:
-            raise ValueError
         lo, hi = float(lo_text), float(hi_text)
     except ValueError:
-        raise MaskError(
-            f"expected a hole-ratio range LO-HI such as 0.1-0.2, got {text!r}"
-        ) from None
-    _check_ratio_range((lo, hi))
+        lo = hi = math.nan
+    if not (sep and math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 1.0):
+        raise MaskError(f"expected LO-HI with 0 <= LO < HI <= 1 (such as 0.1-0.2), got {text!r}")
     return lo, hi
 
 
@@ -638,6 +638,7 @@ def _fill_towards_ratio(
     count, touched = 0, False
     sampler = _UnitSampler(rng, frame, recipe)
     plan = sampler.endless_plan()
+    rejects_in_a_row = 0
     for _ in range(MAX_UNITS_PER_TRY):
         unit = sampler.sample(next(plan), on_edge=frame.border is True and not touched)
         trial = canvas.copy()
@@ -647,7 +648,11 @@ def _fill_towards_ratio(
         trial_pixels = np.asarray(trial)
         trial_count = int(np.count_nonzero(trial_pixels))
         if trial_count > high:
+            rejects_in_a_row += 1
+            if rejects_in_a_row == MAX_REJECTS_IN_A_ROW:
+                break
             continue
+        rejects_in_a_row = 0
         canvas, pixels, count = trial, trial_pixels, trial_count
         touched = touched or (frame.border is True and touches_border(pixels))
         if count >= target and _meets_border(pixels, frame):
