@@ -88,9 +88,21 @@ def test_writes_masks_and_a_matching_manifest(tmp_path: Path) -> None:
 def test_ratio_border_and_size_options(tmp_path: Path) -> None:
     out = tmp_path / "set"
     result = run(
-        str(out), "-n", "5", "--height", "40", "--width", "64", "--kind", "brush",
-        "--hole-ratio", "0.2-0.3", "--no-border", "--margin", "5",
-    )  # fmt: skip
+        str(out),
+        "-n",
+        "5",
+        "--height",
+        "40",
+        "--width",
+        "64",
+        "--kind",
+        "brush",
+        "--hole-ratio",
+        "0.2-0.3",
+        "--no-border",
+        "--margin",
+        "5",
+    )
     assert result.exit_code == 0, result.output
     for row in read_rows(out):
         hole = read_png(out / row["file"])
@@ -139,10 +151,20 @@ def test_same_files_whatever_the_workers(tmp_path: Path) -> None:
     assert run(str(tmp_path / "a"), *args).exit_code == 0
     assert run(str(tmp_path / "b"), *args).exit_code == 0
     pooled = subprocess.run(
-        [sys.executable, "-m", "pconv_cli", "gen-masks", str(tmp_path / "c"), *args,
-         "--workers", "2"],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pconv_cli",
+            "gen-masks",
+            str(tmp_path / "c"),
+            *args,
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert pooled.returncode == 0, pooled.stderr
     assert run(str(tmp_path / "d"), *args[:-1], "6").exit_code == 0
     digests = [tree_digest(tmp_path / name) for name in "abcd"]
@@ -183,8 +205,11 @@ def test_refuses_a_non_empty_out_dir_without_overwrite(tmp_path: Path) -> None:
     result = run(str(out), "-n", "2", "--size", "32", "--overwrite")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "00000.png", "00001.png", "keep.txt", "manifest.csv",
-    ]  # fmt: skip
+        "00000.png",
+        "00001.png",
+        "keep.txt",
+        "manifest.csv",
+    ]
     (tmp_path / "file").write_text("x")
     assert run(str(tmp_path / "file"), "-n", "1").exit_code == 2
 
@@ -244,8 +269,10 @@ def test_committed_eval_set_regenerates_byte_identically(tmp_path: Path) -> None
     result = run(*args)
     assert result.exit_code == 0, result.output
     committed = sorted(p.relative_to(EVAL_SET).as_posix() for p in EVAL_SET.rglob("*.png"))
-    regenerated = sorted(p.relative_to(tmp_path / "eval-256").as_posix()
-                         for p in (tmp_path / "eval-256").rglob("*.png"))  # fmt: skip
+    regenerated = sorted(
+        p.relative_to(tmp_path / "eval-256").as_posix()
+        for p in (tmp_path / "eval-256").rglob("*.png")
+    )
     assert committed == regenerated and len(committed) == 6 * 2 * 10
     for name in committed:
         mine, theirs = tmp_path / "eval-256" / name, EVAL_SET / name

@@ -87,9 +87,13 @@ def test_extreme_buckets_are_reachable(lo: float, hi: float, border: bool) -> No
 
 def test_explicit_margin_is_respected() -> None:
     hole = generate_mask(
-        "brush", np.random.default_rng(1), size=(64, 64), hole_ratio=(0.1, 0.2), border=False,
+        "brush",
+        np.random.default_rng(1),
+        size=(64, 64),
+        hole_ratio=(0.1, 0.2),
+        border=False,
         margin=20,
-    )  # fmt: skip
+    )
     assert not edge_band(hole, 20).any() and hole[20:-20, 20:-20].any()
 
 
@@ -135,9 +139,12 @@ def test_any_feasible_request_is_met(kind, height, width, bucket, border, seed) 
 def test_ratio_beyond_the_margin_fails_clearly() -> None:
     with pytest.raises(MaskError) as info:
         generate_mask(
-            "irregular", np.random.default_rng(0), size=(256, 256), hole_ratio=(0.7, 0.8),
+            "irregular",
+            np.random.default_rng(0),
+            size=(256, 256),
+            hole_ratio=(0.7, 0.8),
             border=False,
-        )  # fmt: skip
+        )
     message = str(info.value)
     assert "irregular" in message and "256x256" in message and "0.7-0.8" in message
     assert "25 px" in message and "\n" not in message
@@ -147,9 +154,12 @@ def test_exhausted_tries_fail_clearly() -> None:
     # every stroke (width >= 10 px at 256) covers far more than the 32 pixels allowed
     with pytest.raises(MaskError, match=r"could not draw a 256x256 irregular mask .*2 tries"):
         generate_mask(
-            "irregular", np.random.default_rng(0), size=(256, 256), hole_ratio=(0.0, 0.0005),
+            "irregular",
+            np.random.default_rng(0),
+            size=(256, 256),
+            hole_ratio=(0.0, 0.0005),
             max_tries=2,
-        )  # fmt: skip
+        )
 
 
 @pytest.mark.parametrize(

@@ -441,13 +441,7 @@ def _sample_box(rng: np.random.Generator, frame: _Frame, style: _Boxes, on_edge:
     """A rectangle inside the box margin (or the no-border margin), or flush with an edge."""
     scale = frame.preset_scale(style.base)
     pad = frame.keep_out if on_edge else max(round(style.margin * scale), frame.keep_out)
-    room_w, room_h = frame.width - 2 * pad, frame.height - 2 * pad
-    if room_w < 1 or room_h < 1:
-        pad, room_w, room_h = (
-            frame.keep_out,
-            frame.width - 2 * frame.keep_out,
-            frame.height - 2 * frame.keep_out,
-        )
+    room_w, room_h = frame.width - 2 * pad, frame.height - 2 * pad  # both margins < side / 2
     box_w = min(room_w, max(1, round(_randint(rng, style.side) * scale)))
     box_h = min(room_h, max(1, round(_randint(rng, style.side) * scale)))
     x0 = pad + int(rng.integers(room_w - box_w + 1))
