@@ -283,3 +283,20 @@ def test_committed_eval_set_regenerates_byte_identically(tmp_path: Path) -> None
     assert (tmp_path / "eval-256" / "manifest.csv").read_bytes() == (
         EVAL_SET / "manifest.csv"
     ).read_bytes()
+
+
+def test_failed_overwrite_leaves_no_stale_manifest(tmp_path: Path, monkeypatch) -> None:
+    from pconv_cli.commands import gen_masks as command
+    from pconv_cli.core.masks import MaskError
+
+    out = tmp_path / "set"
+    assert run(str(out), "-n", "3", "--size", "32").exit_code == 0
+    assert (out / "manifest.csv").exists()
+
+    def broken(*args, **kwargs):
+        raise MaskError("simulated failure")
+
+    monkeypatch.setattr(command, "generate_mask", broken)
+    result = run(str(out), "-n", "3", "--size", "32", "--overwrite")
+    assert result.exit_code == 1
+    assert not (out / "manifest.csv").exists()  # a manifest always means a complete set

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import typer
 
 from pconv_cli.core.masks import (
@@ -61,8 +62,6 @@ class MaskJob:
 
 def make_mask_file(out_dir: str, job: MaskJob) -> ManifestRow:
     """Draw ``job``'s mask, save it under ``out_dir`` and describe it for the manifest."""
-    import numpy as np
-
     rng = np.random.default_rng([job.seed, job.index])
     kind = resolve_kind(job.kind, rng)
     hole = generate_mask(
@@ -259,7 +258,11 @@ def gen_masks(
         help="NVIDIA test-set layout: buckets 0.01-0.1 ... 0.5-0.6, each with border/ and "
         "no-border/ halves of --count masks.",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty OUT_DIR."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Write into a non-empty OUT_DIR, replacing files of the same names.",
+    ),
 ) -> None:
     """Generate seeded inpainting masks (PNG, white = hole) and their manifest.csv."""
     mask_size = _resolve_size(size, height, width)
@@ -335,6 +338,7 @@ def _write_mask_set(out_dir: Path, jobs: list[MaskJob], workers: int) -> list[Ma
     created_out_dir = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # present = complete set
         with _progress() as progress:
             task = progress.add_task("masks", total=len(jobs))
             rows = run_jobs(out_dir, jobs, workers, lambda n: progress.advance(task, n))
