@@ -144,7 +144,7 @@ def parse_ratio_range(text: str) -> tuple[float, float]:
         lo, hi = float(lo_text), float(hi_text)
     except ValueError:
         lo = hi = math.nan
-    if not (sep and math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 1.0):
+    if not (sep and _is_ratio_range(lo, hi)):
         raise MaskError(f"expected LO-HI with 0 <= LO < HI <= 1 (such as 0.1-0.2), got {text!r}")
     return lo, hi
 
@@ -175,9 +175,13 @@ def default_margin(size: tuple[int, int]) -> int:
     return round(_BASE_MARGIN * min(size) / 512)
 
 
+def _is_ratio_range(lo: float, hi: float) -> bool:
+    return math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 1.0
+
+
 def _check_ratio_range(hole_ratio: tuple[float, float]) -> None:
     lo, hi = hole_ratio
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 1.0):
+    if not _is_ratio_range(lo, hi):
         raise MaskError(
             f"hole ratio range {format_ratio_range(lo, hi)} must have 0 <= LO < HI <= 1"
         )
