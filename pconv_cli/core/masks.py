@@ -34,7 +34,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -43,6 +42,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from pconv_cli.core.files import atomic_write
 
 MASK_KINDS: tuple[str, ...] = ("irregular", "brush", "box", "thin", "medium", "thick", "mixed")
 """Every kind :func:`generate_mask` knows; ``irregular`` (MMagic) is the training default."""
@@ -701,31 +702,25 @@ def mixed_mask(rng: np.random.Generator, **options: Any) -> np.ndarray:
 # --------------------------------------------------------------------------- files
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it into place."""
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp_name))
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def save_mask(path: str | os.PathLike[str], hole: np.ndarray) -> None:
-    """Write a bool hole array as PNG mode L, 255 = hole, 0 = valid (atomically)."""
+    """Write a bool hole array as PNG mode L, 255 = hole, 0 = valid.
+
+    Atomic (temp file + rename) but, unlike :func:`~pconv_cli.core.files.atomic_write`,
+    without an fsync per file: that cost ~30% of the time of a 1000-mask set here. A
+    mask set's manifest is written last with ``atomic_write`` and marks it complete.
+    """
     hole = np.asarray(hole)
     if hole.dtype != np.bool_ or hole.ndim != 2:
         raise MaskError(f"a mask must be a 2-D boolean array, got {hole.dtype} {hole.shape}")
     image = Image.fromarray(hole.view(np.uint8) * np.uint8(255))
-    _atomic_write(
-        Path(path),
-        lambda tmp: image.save(
-            tmp, format="PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL
-        ),
-    )
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        image.save(tmp, format="PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 _LOADABLE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
@@ -835,7 +830,7 @@ def write_manifest(path: str | os.PathLike[str], rows: Iterable[ManifestRow]) ->
             writer.writeheader()
             writer.writerows(row.to_csv() for row in rows)
 
-    _atomic_write(Path(path), write)
+    atomic_write(Path(path), write)
 
 
 def _parse_manifest_row(record: dict[str, str]) -> ManifestRow:
