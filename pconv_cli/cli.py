@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from pconv_cli import __version__
+from pconv_cli.commands.evaluate import evaluate
 from pconv_cli.commands.gen_masks import gen_masks
 
 app = typer.Typer(
@@ -46,6 +47,8 @@ def _root(
 
 
 app.command("gen-masks")(gen_masks)
+app.command("eval")(evaluate)
+app.command("evaluate", hidden=True)(evaluate)
 
 
 def main() -> None:

@@ -1,0 +1,362 @@
+"""``pconv eval``: bucketed l1 / PSNR / SSIM of models, classic methods and saved outputs.
+
+A thin layer over :mod:`pconv_cli.core.eval_data` (images, masks, pairing),
+:mod:`pconv_cli.core.evaluation` (sources, scoring) and
+:mod:`pconv_cli.core.eval_report` (JSON, CSV, grid). torch, scikit-image and the
+core are imported inside the command, so ``pconv --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from pconv_cli.core.evaluation import EvalResult, SourceResult
+
+DEFAULT_MASKS = "masks/eval-256"
+"""The shipped evaluation set (relative to the working directory, else to the repository)."""
+
+_METHODS = "zeros|mean|biharmonic|telea|ns"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _mask_set_path(masks: Path) -> Path:
+    """``--masks`` as given; the default also resolves from the repository checkout."""
+    if masks.exists() or masks != Path(DEFAULT_MASKS):
+        return masks
+    shipped = Path(__file__).resolve().parents[2] / DEFAULT_MASKS
+    return shipped if shipped.exists() else masks
+
+
+def _check_options(
+    *,
+    crop: str,
+    device: str,
+    batch: int,
+    limit: int | None,
+    grid_count: int,
+    n_sources: int,
+    outputs: dict[str, Path | None],
+) -> None:
+    """Cheap checks before anything is loaded (exit code 2 = usage error)."""
+    from pconv_cli.core.eval_data import CROP_MODES
+    from pconv_cli.core.evaluation import DEVICES
+
+    if n_sources == 0:
+        raise _fail("give at least one prediction source: --weights, --method or --predictions", 2)
+    if crop not in CROP_MODES:
+        raise _fail(f"--crop must be one of {', '.join(CROP_MODES)}, got {crop!r}", 2)
+    if device not in DEVICES:
+        raise _fail(f"--device must be one of {', '.join(DEVICES)}, got {device!r}", 2)
+    for name, value in (("--batch", batch), ("--limit", limit), ("--grid-count", grid_count)):
+        if value is not None and value < 1:
+            raise _fail(f"{name} must be >= 1, got {value}", 2)
+    for name, path in outputs.items():
+        if path is not None and path.is_dir():
+            raise _fail(f"{name} {path} is a folder; give a file path", 2)
+
+
+def _progress() -> Progress:
+    """A transient progress bar on stderr (hidden when stderr is not a terminal)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("[bold]eval"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def _psnr_cell(psnr: float, infinite: int) -> str:
+    if math.isinf(psnr):
+        return "inf"
+    if math.isnan(psnr):
+        return "-"
+    return f"{psnr:.2f}" + ("*" if infinite else "")
+
+
+def _number(value: float, digits: int) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _print_table(console: Console, result: EvalResult) -> None:
+    """One row per bucket (+ overall); per source a column group l1 / PSNR / SSIM; count."""
+    from rich.table import Table
+
+    table = Table(title=f"pconv eval: {result.pairs} pairs", title_justify="left")
+    table.add_column("hole ratio")
+    table.add_column("border")
+    for source in result.sources:
+        table.add_column(f"{source.label}\nl1 ↓", justify="right")
+        table.add_column("\nPSNR ↑", justify="right")
+        table.add_column("\nSSIM ↑", justify="right")
+    table.add_column("count", justify="right")
+    per_source = [source.rows() for source in result.sources]
+    for number, rows in enumerate(zip(*per_source, strict=True)):
+        first = rows[0]
+        if first.bucket == "overall" and number:
+            table.add_section()
+        border = "" if first.border is None else ("yes" if first.border else "no")
+        cells = [first.bucket, border]
+        for row in rows:
+            stats = row.stats
+            cells += [
+                _number(stats.l1, 3),
+                _psnr_cell(stats.psnr, stats.psnr_inf),
+                _number(stats.ssim, 4),
+            ]
+        table.add_row(*cells, str(first.stats.count))
+    console.print(table)
+    _print_notes(console, result.sources)
+
+
+def _print_notes(console: Console, sources: list[SourceResult]) -> None:
+    for source in sources:
+        if source.overall.psnr_inf and source.overall.psnr_finite:
+            console.print(
+                f"* {source.label}: PSNR means exclude the {source.overall.psnr_inf} "
+                "output(s) identical to the truth (PSNR inf)"
+            )
+
+
+def evaluate(
+    folder: Path = typer.Option(
+        ..., "--folder", "-f", help="Ground-truth images (png/jpg/...; searched recursively)."
+    ),
+    masks: Path = typer.Option(
+        Path(DEFAULT_MASKS),
+        "--masks",
+        "-m",
+        help="Mask folder (its manifest.csv gives the buckets) or a manifest.csv.",
+    ),
+    weights: list[str] | None = typer.Option(
+        None, "--weights", "-w", metavar="CKPT", help="Score a pconv checkpoint (repeatable)."
+    ),
+    method: list[str] | None = typer.Option(
+        None,
+        "--method",
+        metavar=f"[{_METHODS}]",
+        help="Score a classic method (repeatable); telea/ns need pconv-cli[baselines].",
+    ),
+    predictions: list[Path] | None = typer.Option(
+        None,
+        "--predictions",
+        "-p",
+        metavar="DIR",
+        help="Score saved outputs DIR/<pair name>.png (repeatable); composited before scoring.",
+    ),
+    invert_mask: bool = typer.Option(
+        False, "--invert-mask", help="Mask files are black = hole (pconv's are white = hole)."
+    ),
+    crop: str = typer.Option(
+        "center",
+        "--crop",
+        metavar="[center|resize]",
+        help="Map images to the mask size: center = cover then center-crop; resize = stretch.",
+    ),
+    pairing: str = typer.Option(
+        "cycle",
+        "--pairing",
+        metavar="[cycle|all|FILE.csv]",
+        help="cycle: pair k = image k mod N with mask k mod M (max(N, M) pairs); all: N x M; "
+        "FILE.csv: columns image,mask[,name].",
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="Score only the first N pairs."),
+    batch: int = typer.Option(8, "--batch", "-b", help="Pairs per batch."),
+    device: str = typer.Option(
+        "auto", "--device", metavar="[auto|cpu|cuda|mps]", help="Device for --weights."
+    ),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write config, per-bucket summary and per-image values as JSON."
+    ),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Write the summary table as CSV."),
+    grid: Path | None = typer.Option(
+        None, "--grid", help="Write a PNG of the best and worst pairs per source."
+    ),
+    grid_count: int = typer.Option(4, "--grid-count", help="Best and worst pairs per source."),
+    save_outputs: Path | None = typer.Option(
+        None,
+        "--save-outputs",
+        metavar="DIR",
+        help="Also save every scored composite as DIR/<source>/<pair name>.png.",
+    ),
+) -> None:
+    """Score inpainting outputs with l1 / PSNR / SSIM per hole-ratio bucket (MMagic's definitions).
+
+    Every source is scored on the same pairs, composited and rounded to uint8 first.
+    """
+    methods, checkpoints, folders = method or [], weights or [], predictions or []
+    _check_options(
+        crop=crop,
+        device=device,
+        batch=batch,
+        limit=limit,
+        grid_count=grid_count,
+        n_sources=len(methods) + len(checkpoints) + len(folders),
+        outputs={"--json": json_out, "--csv": csv_out, "--grid": grid},
+    )
+    from pconv_cli.core.baselines import BaselineError
+    from pconv_cli.core.eval_data import EvalError
+    from pconv_cli.core.masks import MaskError
+    from pconv_cli.core.weights import WeightsError
+
+    try:
+        _run(
+            folder=folder,
+            masks=_mask_set_path(masks),
+            methods=methods,
+            checkpoints=checkpoints,
+            folders=folders,
+            invert_mask=invert_mask,
+            crop=crop,
+            pairing=pairing,
+            limit=limit,
+            batch=batch,
+            device=device,
+            json_out=json_out,
+            csv_out=csv_out,
+            grid=grid,
+            grid_count=grid_count,
+            save_outputs=save_outputs,
+        )
+    except (EvalError, MaskError, WeightsError, BaselineError) as error:
+        raise _fail(str(error)) from None
+
+
+def _run(
+    *,
+    folder: Path,
+    masks: Path,
+    methods: list[str],
+    checkpoints: list[str],
+    folders: list[Path],
+    invert_mask: bool,
+    crop: str,
+    pairing: str,
+    limit: int | None,
+    batch: int,
+    device: str,
+    json_out: Path | None,
+    csv_out: Path | None,
+    grid: Path | None,
+    grid_count: int,
+    save_outputs: Path | None,
+) -> None:
+    from rich.console import Console
+
+    from pconv_cli.core.eval_data import PairLoader, list_images, load_mask_set, plan_pairs
+    from pconv_cli.core.eval_report import build_config
+    from pconv_cli.core.evaluation import (
+        MethodSource,
+        ModelSource,
+        PredictionsSource,
+        Source,
+        evaluate,
+        resolve_device,
+        unique_labels,
+    )
+
+    images = list_images(folder)
+    mask_set = load_mask_set(masks, invert=invert_mask)
+    plan = plan_pairs(images, mask_set, pairing, image_root=folder, limit=limit)
+    loader = PairLoader(crop, invert_mask)
+    labels = unique_labels(
+        [*methods, *(Path(c).stem or c for c in checkpoints), *(p.name or str(p) for p in folders)]
+    )
+    sources: list[Source] = [MethodSource(m) for m in methods]
+    if checkpoints:
+        torch_device = resolve_device(device)
+        sources += [ModelSource(c, torch_device) for c in checkpoints]
+    sources += [PredictionsSource(p) for p in folders]
+    for source, label in zip(sources, labels, strict=True):
+        source.label = label
+
+    with _progress() as progress:
+        task = progress.add_task("pairs", total=len(plan))
+        result = evaluate(
+            plan,
+            sources,
+            loader,
+            batch_size=batch,
+            keep_records=json_out is not None,
+            grid_count=grid_count if grid is not None else 0,
+            save_outputs=save_outputs,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    with result:
+        console = Console(width=max(100, 24 + 30 * len(sources)) if not _is_tty() else None)
+        _print_table(console, result)
+        config = build_config(
+            folder=str(folder),
+            masks=str(masks),
+            manifest=None if mask_set.manifest is None else str(mask_set.manifest),
+            invert_mask=invert_mask,
+            crop=crop,
+            resample="Pillow bicubic",
+            pairing=pairing,
+            images=len(images),
+            mask_count=len(mask_set.entries),
+            pairs=result.pairs,
+            limit=limit,
+            sizes=sorted(f"{w}x{h}" for h, w in result.sizes),
+            sources=[s.label for s in sources],
+        )
+        written = _write_reports(result, config, json_out, csv_out, grid)
+    for path in written:
+        typer.echo(f"Wrote {path}")
+
+
+def _is_tty() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+def _write_reports(
+    result: EvalResult,
+    config: dict,
+    json_out: Path | None,
+    csv_out: Path | None,
+    grid: Path | None,
+) -> list[Path]:
+    from pconv_cli.core.eval_data import EvalError
+    from pconv_cli.core.eval_report import write_csv, write_grid, write_json
+
+    written = []
+    try:
+        if json_out is not None:
+            written.append(write_json(json_out, config, result))
+        if csv_out is not None:
+            written.append(write_csv(csv_out, result))
+        if grid is not None:
+            written.append(write_grid(grid, result))
+    except OSError as error:
+        raise EvalError(
+            f"cannot write {error.filename or 'a report'}: {error.strerror or error}"
+        ) from None
+    return written

@@ -1,0 +1,614 @@
+"""The ``pconv eval`` harness: prediction sources, scoring and streaming aggregation.
+
+Every source gives a raw output for a batch of pairs (:mod:`pconv_cli.core.eval_data`).
+The harness then treats all sources alike:
+
+1. **composite**: hole pixels from the output, known pixels from the truth;
+2. **quantise**: the composite is rounded to uint8 (float outputs are clamped to
+   [0, 1], times 255, rounded half to even), i.e. exactly what a saved PNG holds, so
+   ``--predictions DIR`` on saved outputs scores the same as the method itself;
+3. **score**: l1 / PSNR / SSIM of :mod:`pconv_cli.core.metrics` against the truth.
+
+Per-image values are folded into per-bucket running sums as they come and, when
+asked for, spooled to a temporary file (for ``--json``): memory stays flat
+however many pairs are scored; only the best and worst few composites are kept
+for ``--grid``.
+
+Bucket means: l1 and SSIM are plain means over the bucket's images. PSNR is the
+mean of the per-image values (as MMagic and the paper report it) over the images
+whose PSNR is finite; images identical to the truth (PSNR ``inf``) are counted
+in ``psnr_inf`` instead, and a bucket where all are identical reports ``inf``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pconv_cli.core.baselines import (
+    OPENCV_METHODS,
+    OPENCV_RADIUS,
+    BaselineError,
+    check_method,
+    inpaint_classic,
+)
+from pconv_cli.core.eval_data import (
+    Batch,
+    EvalError,
+    Pair,
+    PairLoader,
+    index_images,
+    iter_batches,
+    load_rgb,
+)
+from pconv_cli.core.files import atomic_write
+from pconv_cli.core.masks import NVIDIA_BUCKETS, format_ratio_range
+from pconv_cli.core.metrics import METRIC_NAMES, compute_metrics
+
+__all__ = [
+    "DEVICES",
+    "BucketStats",
+    "EvalResult",
+    "MethodSource",
+    "ModelSource",
+    "PredictionsSource",
+    "Record",
+    "Source",
+    "SourceResult",
+    "SummaryRow",
+    "composite_uint8",
+    "evaluate",
+    "load_weights",
+    "resolve_device",
+    "unique_labels",
+]
+
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+
+
+# --------------------------------------------------------------------------- devices, weights
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA, else MPS, else CPU; an explicit device must be available."""
+    if name not in DEVICES:
+        raise EvalError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise EvalError(f"--device {name}: no {name.upper()} device is available here")
+    return torch.device(name)
+
+
+def load_weights(spec: str, device: torch.device) -> tuple[torch.nn.Module, dict[str, str]]:
+    """The model for ``--weights SPEC``: a pconv checkpoint file (published names: later).
+
+    Every ``--weights`` goes through here, so a registry of named weights slots in
+    without touching the harness.
+    """
+    from pconv_cli.core.weights import load_checkpoint
+
+    path = Path(spec)
+    if path.is_file():
+        return load_checkpoint(path, device=device)
+    if path.suffix or len(path.parts) > 1:
+        raise EvalError(f"--weights {spec}: no such file")
+    raise EvalError(
+        f"--weights {spec}: not a file, and named published weights are not available yet; "
+        "pass the path of a pconv checkpoint (.safetensors)"
+    )
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class Source:
+    """A prediction source. ``predict`` returns the raw output of a batch, (B, 3, H, W):
+    float on the [0, 1] scale or uint8 0..255, on any device (not yet composited)."""
+
+    kind = "source"
+
+    def __init__(self, spec: str, label: str | None = None):
+        self.spec = spec
+        self.label = label or spec
+
+    def prepare(self, pairs: Sequence[Pair]) -> None:
+        """Check, before any scoring, that every pair can be predicted (raise EvalError)."""
+
+    def predict(self, batch: Batch) -> Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What the JSON config records about this source."""
+        return {"kind": self.kind, "spec": self.spec}
+
+
+class MethodSource(Source):
+    """A classic baseline of :mod:`pconv_cli.core.baselines`, image by image on the CPU."""
+
+    kind = "method"
+
+    def __init__(self, method: str, label: str | None = None):
+        try:
+            check_method(method)
+        except BaselineError as error:
+            raise EvalError(str(error)) from None
+        super().__init__(method, label)
+
+    def predict(self, batch: Batch) -> Tensor:
+        outputs = [
+            inpaint_classic(self.spec, truth, hole)
+            for truth, hole in zip(batch.truth, batch.hole, strict=True)
+        ]
+        return torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        if self.spec in OPENCV_METHODS:
+            info["inpaint_radius"] = OPENCV_RADIUS
+        return info
+
+
+class ModelSource(Source):
+    """A pconv checkpoint, run in batches under ``torch.inference_mode`` on ``device``."""
+
+    kind = "weights"
+
+    def __init__(self, spec: str, device: torch.device, label: str | None = None):
+        super().__init__(spec, label)
+        self.device = device
+        self.model, self.metadata = load_weights(spec, device)
+
+    def predict(self, batch: Batch) -> Tensor:
+        truth = torch.from_numpy(batch.truth).to(self.device).permute(0, 3, 1, 2)
+        valid = torch.from_numpy(~batch.hole).to(self.device).unsqueeze(1).float()
+        image = truth.float().div_(255.0) * valid  # no truth inside the holes reaches the net
+        with torch.inference_mode():
+            return self.model(image, valid)
+
+    def describe(self) -> dict[str, Any]:
+        keep = ("arch", "layers", "width", "upsampling", "normalization", "step", "stage")
+        info = super().describe()
+        info["device"] = str(self.device)
+        info["checkpoint"] = {k: self.metadata[k] for k in keep if k in self.metadata}
+        return info
+
+
+class PredictionsSource(Source):
+    """Another tool's outputs: ``DIR/<pair name>.<png|jpg|...>``, raw or composited."""
+
+    kind = "predictions"
+
+    def __init__(self, folder: str | os.PathLike[str], label: str | None = None):
+        super().__init__(str(folder), label or Path(folder).name)
+        self.folder = Path(folder)
+        self.index = index_images(self.folder, "--predictions")
+
+    def _path(self, name: str) -> Path | None:
+        paths = self.index.get(name)
+        if not paths:
+            return None
+        if len(paths) > 1:
+            raise EvalError(
+                f"--predictions {self.folder}: {' and '.join(p.name for p in paths[:2])} "
+                f"both match pair {name!r}; keep one"
+            )
+        return paths[0]
+
+    def prepare(self, pairs: Sequence[Pair]) -> None:
+        missing = [pair for pair in pairs if self._path(pair.name) is None]
+        if missing:
+            first = missing[0]
+            raise EvalError(
+                f"--predictions {self.folder}: no prediction for {first.name!r} "
+                f"(image {first.image.path.name}, mask {first.mask.key}; expected "
+                f"{self.folder / first.name}.png or another image suffix); "
+                f"{len(missing)} of {len(pairs)} missing"
+            )
+
+    def predict(self, batch: Batch) -> Tensor:
+        height, width = batch.size
+        outputs = []
+        for pair in batch.pairs:
+            path = self._path(pair.name)
+            if path is None:  # prepare() was skipped
+                raise EvalError(f"--predictions {self.folder}: no prediction for {pair.name!r}")
+            output = load_rgb(path, "prediction")
+            if output.shape[:2] != (height, width):
+                raise EvalError(
+                    f"prediction {path} is {output.shape[1]}x{output.shape[0]}, expected "
+                    f"{width}x{height} (the size of mask {pair.mask.key})"
+                )
+            outputs.append(output)
+        return torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
+
+
+def unique_labels(labels: Sequence[str]) -> list[str]:
+    """``labels`` with repeats made unique by ``-2``, ``-3``... suffixes."""
+    seen: set[str] = set()
+    out = []
+    for label in labels:
+        candidate, number = label, 1
+        while candidate in seen:
+            number += 1
+            candidate = f"{label}-{number}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def composite_uint8(truth: Tensor, output: Tensor, hole: Tensor) -> Tensor:
+    """Quantised composite: ``output`` in holes, ``truth`` elsewhere, uint8 (B, 3, H, W).
+
+    ``truth`` uint8 (B, 3, H, W); ``output`` uint8 or float [0, 1] (clamped, x255,
+    rounded half to even); ``hole`` bool (B, 1, H, W), True = hole.
+    """
+    if output.shape != truth.shape:
+        raise EvalError(
+            f"a prediction has shape {tuple(output.shape)}, expected {tuple(truth.shape)}"
+        )
+    if output.dtype != torch.uint8:
+        if torch.isnan(output).any():
+            raise EvalError("a prediction contains NaN values")
+        output = output.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    return torch.where(hole, output, truth)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One pair's scores for one source (PSNR may be inf)."""
+
+    index: int
+    name: str
+    image: str
+    mask: str
+    bucket: str
+    touches_border: bool
+    hole_ratio: float
+    l1: float
+    psnr: float
+    ssim: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "name": self.name,
+            "image": self.image,
+            "mask": self.mask,
+            "bucket": self.bucket,
+            "touches_border": self.touches_border,
+            "hole_ratio": self.hole_ratio,
+            "l1": json_number(self.l1),
+            "psnr": json_number(self.psnr),
+            "ssim": json_number(self.ssim),
+        }
+
+
+def json_number(value: float) -> float | str | None:
+    """A metric for strict JSON: finite as is, infinities as ``"inf"``/``"-inf"``, NaN as null."""
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+@dataclass
+class BucketStats:
+    """Running sums of one bucket (see the module docstring for the PSNR rule)."""
+
+    count: int = 0
+    l1_sum: float = 0.0
+    l1_count: int = 0
+    psnr_sum: float = 0.0
+    psnr_finite: int = 0
+    psnr_inf: int = 0
+    ssim_sum: float = 0.0
+
+    def add(self, l1: float, psnr: float, ssim: float) -> None:
+        self.count += 1
+        if not math.isnan(l1):
+            self.l1_sum += l1
+            self.l1_count += 1
+        if math.isinf(psnr):
+            self.psnr_inf += 1
+        else:
+            self.psnr_sum += psnr
+            self.psnr_finite += 1
+        self.ssim_sum += ssim
+
+    @property
+    def l1(self) -> float:
+        return self.l1_sum / self.l1_count if self.l1_count else math.nan
+
+    @property
+    def psnr(self) -> float:
+        if self.psnr_finite:
+            return self.psnr_sum / self.psnr_finite
+        return math.inf if self.psnr_inf else math.nan
+
+    @property
+    def ssim(self) -> float:
+        return self.ssim_sum / self.count if self.count else math.nan
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """A report row: ``bucket`` (``'overall'`` for all pairs), ``border`` None = both."""
+
+    bucket: str
+    border: bool | None
+    stats: BucketStats
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "touches_border": self.border,
+            "count": self.stats.count,
+            "l1": json_number(self.stats.l1),
+            "psnr": json_number(self.stats.psnr),
+            "psnr_inf": self.stats.psnr_inf,
+            "ssim": json_number(self.stats.ssim),
+        }
+
+
+_NVIDIA_ORDER = {format_ratio_range(lo, hi): i for i, (lo, hi) in enumerate(NVIDIA_BUCKETS)}
+
+
+def _bucket_order(key: tuple[str, bool]) -> tuple[float, float, str, bool]:
+    label, border = key
+    if label in _NVIDIA_ORDER:
+        return (0, _NVIDIA_ORDER[label], label, border)
+    lo = label.partition("-")[0]
+    try:
+        return (1, float(lo), label, border)
+    except ValueError:
+        return (2, 0.0, label, border)
+
+
+class _RecordSpool:
+    """Per-image records as JSON lines in an anonymous temporary file (flat memory)."""
+
+    def __init__(self) -> None:
+        self._file: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, record: Record) -> None:
+        self._file.write(json.dumps(record.to_json(), allow_nan=False) + "\n")
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._file.flush()
+        self._file.seek(0)
+        for line in self._file:
+            yield json.loads(line)
+        self._file.seek(0, os.SEEK_END)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass(frozen=True)
+class GridPick:
+    """A composite kept for ``--grid`` with its scores."""
+
+    record: Record
+    truth: np.ndarray
+    hole: np.ndarray
+    output: np.ndarray
+
+
+class _Extremes:
+    """The ``count`` best and worst pairs by PSNR (ties: the lower pair index wins)."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self._best: list[tuple[float, int, GridPick]] = []
+        self._worst: list[tuple[float, int, GridPick]] = []
+
+    def offer(self, record: Record, make: Callable[[], GridPick]) -> None:
+        if self.count <= 0:
+            return
+        best_key, worst_key = (record.psnr, -record.index), (-record.psnr, -record.index)
+        pick = None
+        for heap, key in ((self._best, best_key), (self._worst, worst_key)):
+            if len(heap) < self.count or key > heap[0][:2]:
+                pick = pick or make()
+                entry = (*key, pick)
+                if len(heap) < self.count:
+                    heapq.heappush(heap, entry)
+                else:
+                    heapq.heapreplace(heap, entry)
+
+    @property
+    def best(self) -> list[GridPick]:
+        return [entry[2] for entry in sorted(self._best, key=lambda e: e[:2], reverse=True)]
+
+    @property
+    def worst(self) -> list[GridPick]:
+        return [entry[2] for entry in sorted(self._worst, key=lambda e: e[:2], reverse=True)]
+
+
+@dataclass
+class SourceResult:
+    """Everything the reports need about one source, filled while scoring."""
+
+    source: Source
+    buckets: dict[tuple[str, bool], BucketStats] = field(default_factory=dict)
+    overall: BucketStats = field(default_factory=BucketStats)
+    spool: _RecordSpool | None = None
+    extremes: _Extremes | None = None
+
+    @property
+    def label(self) -> str:
+        return self.source.label
+
+    def add(self, record: Record) -> None:
+        key = (record.bucket, record.touches_border)
+        self.buckets.setdefault(key, BucketStats()).add(record.l1, record.psnr, record.ssim)
+        self.overall.add(record.l1, record.psnr, record.ssim)
+        if self.spool is not None:
+            self.spool.write(record)
+
+    def rows(self) -> list[SummaryRow]:
+        """Bucket rows (NVIDIA order, no-border before border), then ``overall``."""
+        rows = [
+            SummaryRow(label, border, self.buckets[(label, border)])
+            for label, border in sorted(self.buckets, key=_bucket_order)
+        ]
+        return [*rows, SummaryRow("overall", None, self.overall)]
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """The spooled per-image records (JSON form), in pair order."""
+        if self.spool is None:
+            raise RuntimeError("per-image records were not kept (evaluate(keep_records=False))")
+        return iter(self.spool)
+
+
+@dataclass
+class EvalResult:
+    """Per-source results in source order, and how many pairs were scored."""
+
+    sources: list[SourceResult]
+    pairs: int = 0
+    sizes: set[tuple[int, int]] = field(default_factory=set)
+
+    def close(self) -> None:
+        for result in self.sources:
+            if result.spool is not None:
+                result.spool.close()
+
+    def __enter__(self) -> EvalResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _safe_dir(label: str) -> str:
+    return _SAFE.sub("_", label).strip("._") or "source"
+
+
+def _save_outputs(folder: Path, label: str, pairs: list[Pair], composite: np.ndarray) -> None:
+    """Write each composite as ``folder/<label>/<pair name>.png`` (atomically)."""
+    from PIL import Image
+
+    for pair, image in zip(pairs, composite, strict=True):
+        path = folder / _safe_dir(label) / f"{pair.name}.png"
+        picture = Image.fromarray(image)
+        atomic_write(path, lambda tmp, p=picture: p.save(tmp, format="PNG", compress_level=1))
+
+
+def _score_batch(
+    result: SourceResult, batch: Batch, save_outputs: Path | None
+) -> tuple[Tensor, dict[str, np.ndarray]]:
+    raw = result.source.predict(batch)
+    device = raw.device
+    truth = torch.from_numpy(batch.truth).to(device).permute(0, 3, 1, 2)
+    hole = torch.from_numpy(batch.hole).to(device).unsqueeze(1)
+    composite = composite_uint8(truth, raw, hole)
+    values = compute_metrics(composite, truth, ~hole)
+    scores = {name: values[name].cpu().numpy() for name in METRIC_NAMES}
+    if save_outputs is not None:
+        _save_outputs(save_outputs, result.label, batch.pairs, _hwc(composite))
+    return composite, scores
+
+
+def _hwc(images: Tensor) -> np.ndarray:
+    return images.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def evaluate(
+    plan: Sequence[Pair],
+    sources: Sequence[Source],
+    loader: PairLoader,
+    *,
+    batch_size: int = 8,
+    keep_records: bool = True,
+    grid_count: int = 0,
+    save_outputs: str | os.PathLike[str] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    prefetch: bool = True,
+) -> EvalResult:
+    """Score every pair of ``plan`` with every source; return the aggregated result.
+
+    ``keep_records`` spools per-image values (for JSON); ``grid_count`` keeps that
+    many best and worst composites per source; ``save_outputs`` writes composites
+    as ``DIR/<source label>/<pair name>.png``. ``on_progress(n)`` after each batch.
+    Close the result (or use it as a context manager) to drop the spools.
+    """
+    if not sources:
+        raise EvalError("no prediction source: give --weights, --method or --predictions")
+    for source in sources:
+        source.prepare(plan)
+    result = EvalResult(
+        [
+            SourceResult(
+                source,
+                spool=_RecordSpool() if keep_records else None,
+                extremes=_Extremes(grid_count) if grid_count else None,
+            )
+            for source in sources
+        ]
+    )
+    folder = None if save_outputs is None else Path(save_outputs)
+    try:
+        for batch in iter_batches(plan, loader, batch_size, prefetch=prefetch):
+            for source_result in result.sources:
+                composite, scores = _score_batch(source_result, batch, folder)
+                _collect(source_result, batch, scores, composite)
+            result.pairs += len(batch)
+            result.sizes.add(batch.size)
+            if on_progress is not None:
+                on_progress(len(batch))
+    except BaseException:
+        result.close()
+        raise
+    return result
+
+
+def _collect(
+    result: SourceResult, batch: Batch, scores: dict[str, np.ndarray], composite: Tensor
+) -> None:
+    host: np.ndarray | None = None
+    for i, (pair, mask) in enumerate(zip(batch.pairs, batch.masks, strict=True)):
+        record = Record(
+            index=pair.index,
+            name=pair.name,
+            image=pair.image.key,
+            mask=pair.mask.key,
+            bucket=mask.bucket,
+            touches_border=mask.touches_border,
+            hole_ratio=mask.hole_ratio,
+            l1=float(scores["l1"][i]),
+            psnr=float(scores["psnr"][i]),
+            ssim=float(scores["ssim"][i]),
+        )
+        result.add(record)
+        if result.extremes is not None:
+
+            def make(i: int = i, record: Record = record) -> GridPick:
+                nonlocal host
+                if host is None:
+                    host = _hwc(composite)
+                return GridPick(record, batch.truth[i].copy(), batch.hole[i].copy(), host[i].copy())
+
+            result.extremes.offer(record, make)
