@@ -12,6 +12,7 @@ import typer
 from pconv_cli import __version__
 from pconv_cli.commands.evaluate import evaluate
 from pconv_cli.commands.gen_masks import gen_masks
+from pconv_cli.commands.train import finetune, train
 
 app = typer.Typer(
     name="pconv",
@@ -46,11 +47,29 @@ def _root(
     """Image inpainting with partial convolutions."""
 
 
+app.command("train")(train)
+app.command("finetune")(finetune)
 app.command("gen-masks")(gen_masks)
 app.command("eval")(evaluate)
 app.command("evaluate", hidden=True)(evaluate)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors are one line on stderr, exit code 2."""
+    import sys
+
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        code = 130
+    except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            typer.echo(message)  # `pconv` alone: the help text
+        else:
+            typer.echo(f"Error: {message}{hint}", err=True)
+        code = getattr(exc, "exit_code", 2)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -33,7 +33,8 @@ def _run_without_torch(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args", [("--help",), ("--version",), ()])
 def test_cli_entry_does_not_import_torch(args):
     result = _run_without_torch(*args)
-    assert result.returncode in (0, 2), result.stderr
+    assert result.returncode in (0, 1, 2), result.stderr  # `pconv` alone prints help
+    assert "Usage" in result.stdout or "pconv" in result.stdout
     assert result.stdout.splitlines()[-1] == "HEAVY:", result.stdout
 
 

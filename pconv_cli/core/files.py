@@ -8,11 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[Path], None], *, fsync: bool = True
+) -> Path:
     """Call ``write(tmp_path)`` on a temp file beside ``path``, fsync it, rename it into place.
 
     A crash or Ctrl-C at any point leaves either the old file or the new one at
     ``path``, never a half-written one; the temp file is removed on failure.
+    ``fsync=False`` skips the flushes to disk (still atomic for the processes on
+    this machine, not across a power cut): for many small files, like mask sets.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,13 +25,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        with tmp.open("rb+") as handle:
-            os.fsync(handle.fileno())
+        if fsync:
+            with tmp.open("rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if fsync:
+        _fsync_dir(path.parent)
     return path
 
 

@@ -1,0 +1,237 @@
+"""The loss of Liu et al. (ECCV 2018), every term separately weighted and logged.
+
+    L = 1*L_valid + 6*L_hole + 0.05*(L_perc_out + L_perc_comp)
+        + 120*(L_style_out + L_style_comp) + 0.1*L_tv
+
+Conventions: ``output`` and ``target`` are float RGB on the [0, 1] scale
+(N, 3, H, W); ``mask`` is (N, 1, H, W), 1 = valid, 0 = hole. Normalisations are
+the paper's: L_valid/L_hole divide by all elements of the image (C*H*W per
+image), perceptual terms by the elements of each VGG feature map, Gram matrices by
+C*H*W and the style L1 by C*C, TV by the elements of the image, summed over the
+pairs of neighbours that both lie in the 1-pixel dilation of the hole.
+VGG16 (ImageNet) features after pool1, pool2, pool3 take ImageNet-normalised
+input; Gram matrices are computed in float32.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "InpaintingLoss",
+    "LossWeights",
+    "VGG16Features",
+    "VGGWeightsError",
+    "gram_matrix",
+    "load_vgg16_features",
+    "total_variation",
+]
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+# VGG16 ``features`` indices: pool1 ends slice [:5], pool2 [5:10], pool3 [10:17].
+_VGG16_SLICES = ((0, 5), (5, 10), (10, 17))
+_VGG16_CONVS = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128),
+                10: (128, 256), 12: (256, 256), 14: (256, 256)}  # fmt: skip
+
+
+class VGGWeightsError(RuntimeError):
+    """VGG16 weights are needed but cannot be had (one-line message for the CLI)."""
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms (the paper's by default)."""
+
+    valid: float = 1.0
+    hole: float = 6.0
+    perceptual: float = 0.05
+    style: float = 120.0
+    tv: float = 0.1
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class VGG16Features(nn.Module):
+    """Frozen VGG16 ``features[:17]``; ``forward(x in [0, 1])`` -> [pool1, pool2, pool3]."""
+
+    def __init__(self):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for index in range(17):
+            if index in _VGG16_CONVS:
+                layers.append(nn.Conv2d(*_VGG16_CONVS[index], 3, padding=1))
+            elif index in (4, 9, 16):
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers.append(nn.ReLU(inplace=True))
+        self.features = nn.Sequential(*layers)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGG16Features:
+        return super().train(False)  # always frozen, BN-free but keep eval semantics
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        outputs = []
+        for start, stop in _VGG16_SLICES:
+            for layer in self.features[start:stop]:
+                x = layer(x)
+            outputs.append(x)
+        return outputs
+
+
+def _vgg_state_from_file(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise VGGWeightsError(f"--vgg-weights {path}: file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise VGGWeightsError(
+            f"--vgg-weights {path}: not a readable weights file ({reason})"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise VGGWeightsError(f"--vgg-weights {path}: expected a VGG16 state dict")
+    return state
+
+
+def _imagenet_state(download: bool) -> dict[str, Tensor]:
+    from torchvision.models import VGG16_Weights
+
+    weights = VGG16_Weights.IMAGENET1K_V1
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    advice = (
+        f"download {weights.url} to {cache}, or pass --vgg-weights PATH "
+        f"(or --vgg-weights none to train without the perceptual and style losses)"
+    )
+    if not cache.is_file() and not download:
+        raise VGGWeightsError(f"VGG16 ImageNet weights are not in the torch hub cache: {advice}")
+    try:
+        return torch.hub.load_state_dict_from_url(
+            weights.url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+        )
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise VGGWeightsError(f"cannot load VGG16 ImageNet weights ({reason}): {advice}") from None
+
+
+def load_vgg16_features(
+    weights: str | os.PathLike[str] = "imagenet", *, download: bool = True
+) -> VGG16Features:
+    """VGG16 features for the perceptual/style losses.
+
+    ``weights``: ``"imagenet"`` (torchvision's ``VGG16_Weights.IMAGENET1K_V1``
+    from the torch hub cache, downloaded with its hash checked if missing and
+    ``download``) or a path to a VGG16 state dict (a full model's keys
+    ``features.N.*``, or ``N.*``). Raises :class:`VGGWeightsError` with advice.
+    """
+    if str(weights) == "imagenet":
+        state = _imagenet_state(download)
+    else:
+        state = _vgg_state_from_file(Path(weights))
+    model = VGG16Features()
+    wanted = model.features.state_dict()
+    picked = {}
+    for key in wanted:
+        for candidate in (f"features.{key}", key):
+            if candidate in state:
+                picked[key] = state[candidate]
+                break
+        else:
+            raise VGGWeightsError(f"VGG16 weights lack features.{key} ({weights})")
+        if tuple(picked[key].shape) != tuple(wanted[key].shape):
+            raise VGGWeightsError(
+                f"VGG16 weights: features.{key} has shape {tuple(picked[key].shape)}, "
+                f"expected {tuple(wanted[key].shape)} ({weights})"
+            )
+    model.features.load_state_dict(picked)
+    return model
+
+
+def gram_matrix(features: Tensor) -> Tensor:
+    """``F F^T / (C H W)`` per image, in float32: (N, C, H, W) -> (N, C, C)."""
+    n, c, h, w = features.shape
+    with torch.autocast(features.device.type, enabled=False):
+        flat = features.float().reshape(n, c, h * w)
+        return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def total_variation(image: Tensor, region: Tensor) -> Tensor:
+    """Paper TV: L1 of neighbour differences where both pixels lie in ``region``.
+
+    ``region`` is (N, 1, H, W) in {0, 1}; the sum is divided by ``image.numel()``.
+    """
+    horizontal = region[..., :, 1:] * region[..., :, :-1]
+    vertical = region[..., 1:, :] * region[..., :-1, :]
+    dh = (image[..., :, 1:] - image[..., :, :-1]).abs() * horizontal
+    dv = (image[..., 1:, :] - image[..., :-1, :]).abs() * vertical
+    return (dh.sum() + dv.sum()) / image.numel()
+
+
+class InpaintingLoss(nn.Module):
+    """``forward(output, target, mask) -> (total, terms)``; see the module docstring.
+
+    ``terms`` holds every weighted-before term as a detached scalar tensor:
+    ``valid``, ``hole``, ``perceptual_out``, ``perceptual_comp``, ``style_out``,
+    ``style_comp``, ``tv``. With ``vgg=None`` the perceptual and style terms are
+    left out.
+    """
+
+    def __init__(self, weights: LossWeights | None = None, vgg: VGG16Features | None = None):
+        super().__init__()
+        self.weights = weights or LossWeights()
+        self.vgg = vgg
+
+    def forward(self, output: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, dict]:
+        output = output.float()
+        target = target.float()
+        mask = mask.float()
+        hole = 1.0 - mask
+        comp = mask * target + hole * output
+        n_elements = output.numel()
+        terms = {
+            "valid": (mask * (output - target)).abs().sum() / n_elements,
+            "hole": (hole * (output - target)).abs().sum() / n_elements,
+        }
+        if self.vgg is not None:
+            with torch.no_grad():
+                truth_features = self.vgg(target)
+            both = self.vgg(torch.cat([output, comp], 0))
+            n = output.shape[0]
+            terms["perceptual_out"] = sum(
+                F.l1_loss(f[:n].float(), t.float())
+                for f, t in zip(both, truth_features, strict=True)
+            )
+            terms["perceptual_comp"] = sum(
+                F.l1_loss(f[n:].float(), t.float())
+                for f, t in zip(both, truth_features, strict=True)
+            )
+            truth_grams = [gram_matrix(t) for t in truth_features]
+            terms["style_out"] = sum(
+                F.l1_loss(gram_matrix(f[:n]), g) for f, g in zip(both, truth_grams, strict=True)
+            )
+            terms["style_comp"] = sum(
+                F.l1_loss(gram_matrix(f[n:]), g) for f, g in zip(both, truth_grams, strict=True)
+            )
+        dilated_hole = F.max_pool2d(hole, 3, stride=1, padding=1)
+        terms["tv"] = total_variation(comp, dilated_hole)
+
+        w = self.weights
+        total = w.valid * terms["valid"] + w.hole * terms["hole"] + w.tv * terms["tv"]
+        if self.vgg is not None:
+            total = total + w.perceptual * (terms["perceptual_out"] + terms["perceptual_comp"])
+            total = total + w.style * (terms["style_out"] + terms["style_comp"])
+        return total, {k: v.detach() for k, v in terms.items()}
