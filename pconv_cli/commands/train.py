@@ -6,6 +6,7 @@ built-in defaults (see ``TrainConfig``). torch is imported inside the commands.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ _PANEL_DATA = "Data"
 _PANEL_MODEL = "Model"
 _PANEL_OPT = "Optimisation and loss"
 _PANEL_RUN = "Run"
+_PANEL_SCALE = "Scale and speed"
 
 
 def _run(overrides: dict[str, Any], *, resume: bool) -> None:
@@ -24,6 +26,7 @@ def _run(overrides: dict[str, Any], *, resume: bool) -> None:
     console = Console(stderr=True)
     from pconv_cli.core.data import DataError
     from pconv_cli.core.devices import DeviceError
+    from pconv_cli.core.distributed import LaunchError
     from pconv_cli.core.losses import VGGWeightsError
     from pconv_cli.core.masks import MaskError
     from pconv_cli.core.training import (
@@ -34,11 +37,17 @@ def _run(overrides: dict[str, Any], *, resume: bool) -> None:
     )
     from pconv_cli.core.weights import WeightsError
 
-    expected = (TrainingError, DataError, DeviceError, VGGWeightsError, MaskError, WeightsError)
+    expected = (
+        TrainingError, DataError, DeviceError, VGGWeightsError, MaskError, WeightsError,
+        LaunchError,
+    )  # fmt: skip
     try:
         config = resolve_config(overrides, resume=resume)
-        with _RichProgress(console) as progress:
-            summary = train(config, progress)
+        if config.processes > 1 and "WORLD_SIZE" not in os.environ:
+            summary = _launch_workers(config)
+        else:
+            with _RichProgress(console) as progress:
+                summary = train(config, progress)
     except TrainingInterrupted as exc:
         console.print(
             f"[yellow]{escape(str(exc))}[/]; continue with: "
@@ -48,15 +57,39 @@ def _run(overrides: dict[str, Any], *, resume: bool) -> None:
         raise typer.Exit(130) from None
     except expected as exc:
         console.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
+        if isinstance(exc, LaunchError):
+            console.print(f"resume with: pconv train --out {escape(overrides['out'])} --resume")
         raise typer.Exit(1) from None
-    console.print(
-        f"[green]done[/]: step {summary['step']}, weights in {summary['checkpoint']}"
-        + (
-            f", {summary['skipped_images']} unreadable images skipped"
-            if summary.get("skipped_images")
-            else ""
+    if int(os.environ.get("RANK", 0)) == 0:
+        console.print(
+            f"[green]done[/]: step {summary['step']}, weights in {summary['checkpoint']}"
+            + (
+                f", {summary['skipped_images']} unreadable images skipped"
+                if summary.get("skipped_images")
+                else ""
+            )
         )
-    )
+
+
+def _launch_workers(config) -> dict[str, Any]:
+    """``--gpus N`` / ``--nproc N``: N local workers through torch's elastic launcher."""
+    from dataclasses import asdict
+
+    from pconv_cli.core.devices import resolve_device
+    from pconv_cli.core.distributed import check_world_size, launch
+    from pconv_cli.core.training import run_worker
+
+    device = resolve_device("cuda" if config.gpus else config.device)
+    check_world_size(config.processes, device)
+    data = {k: v for k, v in asdict(config).items()}
+    return launch(run_worker, (data, _rich_callbacks), processes=config.processes)
+
+
+def _rich_callbacks() -> _RichProgress:
+    """Progress display for rank 0 of a launched run (built inside the worker)."""
+    from rich.console import Console
+
+    return _RichProgress(Console(stderr=True))
 
 
 class _RichProgress:
@@ -91,16 +124,20 @@ class _RichProgress:
         return self
 
     def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self) -> None:
         if self.task is not None:  # the bar only exists once training has started
             self.progress.stop()
-        return False
+            self.task = None
 
     # TrainCallbacks interface
     def on_start(self, info: dict[str, Any]) -> None:
         self.console.print(
             f"[bold]pconv train[/] on {info['device']}: {info['images']} images, masks "
             f"{info['masks']}, batch {info['batch']} (global {info['global_batch']}), "
-            f"lr {info['lr']:g}, {info['parameters']:,} parameters "
+            f"lr {info['lr']:g}, {info['precision']}, {info['parameters']:,} parameters "
             f"({info['trainable']:,} trainable), start: {info['init_from']} at step "
             f"{info['start_step']}"
         )
@@ -265,8 +302,47 @@ def train(
     log_every: int = typer.Option(
         None, "--log-every", help="[default: 50]", rich_help_panel=_PANEL_RUN
     ),
+    gpus: int = typer.Option(
+        None,
+        "--gpus",
+        help="Train on N local GPUs, one process each (DDP over NCCL).",
+        rich_help_panel=_PANEL_SCALE,
+    ),
+    nproc: int = typer.Option(
+        None,
+        "--nproc",
+        help="Train in N local processes (DDP; gloo with --device cpu).",
+        rich_help_panel=_PANEL_SCALE,
+    ),
+    sync_bn: bool = typer.Option(
+        None,
+        "--sync-bn/--no-sync-bn",
+        help="BatchNorm statistics over the global batch.",
+        rich_help_panel=_PANEL_SCALE,
+    ),
+    precision: str = typer.Option(
+        None,
+        "--precision",
+        help="fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler). [default: fp32]",
+        rich_help_panel=_PANEL_SCALE,
+    ),
+    channels_last: bool = typer.Option(
+        None,
+        "--channels-last/--no-channels-last",
+        help="channels_last memory format.",
+        rich_help_panel=_PANEL_SCALE,
+    ),
+    compile_model: bool = typer.Option(
+        None,
+        "--compile/--no-compile",
+        help="torch.compile the training step.",
+        rich_help_panel=_PANEL_SCALE,
+    ),
 ) -> None:
-    """Train a PConv U-Net (stage 1 from scratch, stage 2 from --init), or --resume a run."""
+    """Train a PConv U-Net (stage 1 from scratch, stage 2 from --init), or --resume a run.
+
+    Several GPUs: --gpus N here, or the same command under torchrun (multi-node).
+    """
     overrides = dict(
         data=data,
         out=str(out),
@@ -293,6 +369,12 @@ def train(
         keep_last=keep_last,
         sample_every=sample_every,
         log_every=log_every,
+        gpus=gpus,
+        nproc=nproc,
+        sync_bn=sync_bn,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile_model,
     )
     overrides["loss_weights"] = _loss_weights(
         valid=loss_valid, hole=loss_hole, perceptual=loss_perceptual, style=loss_style, tv=loss_tv

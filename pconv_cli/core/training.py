@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image, ImageDraw
 
 from pconv_cli.core.data import (
@@ -40,6 +42,13 @@ from pconv_cli.core.data import (
     resolve_images,
 )
 from pconv_cli.core.devices import resolve_device
+from pconv_cli.core.distributed import (
+    DistContext,
+    all_reduce_mean,
+    context_from_env,
+    convert_sync_batchnorm,
+    init_process_group,
+)
 from pconv_cli.core.files import atomic_write
 from pconv_cli.core.losses import InpaintingLoss, LossWeights, load_vgg16_features
 from pconv_cli.core.unet import InpaintingModel, build_model, composite
@@ -58,7 +67,9 @@ __all__ = [
     "TrainConfig",
     "TrainingError",
     "TrainingInterrupted",
+    "check_precision",
     "resolve_config",
+    "run_worker",
     "train",
 ]
 
@@ -117,6 +128,17 @@ class TrainConfig:
     samples: int = 4
     log_every: int = 50
     preset: str | None = None
+    gpus: int | None = None
+    nproc: int | None = None
+    sync_bn: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+
+    @property
+    def processes(self) -> int:
+        """Worker processes on this machine (``--gpus`` or ``--nproc``; 1 by default)."""
+        return self.gpus or self.nproc or 1
 
 
 # Stage 1: Adam at 2e-4 with BN (paper). Stage 2: 5e-5 with the encoder's BN frozen.
@@ -143,12 +165,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 # Sample-grid items use stream positions from here on (training never gets there).
 _SAMPLE_POSITIONS = 2**62
 
 # Options a resumed run may change; everything else comes from its config.json.
 _RESUMABLE_OVERRIDES = {
-    "steps", "workers", "device", "save_every", "keep_last", "sample_every", "log_every"
+    "steps", "workers", "device", "save_every", "keep_last", "sample_every", "log_every",
+    "gpus", "nproc", "precision", "channels_last", "compile",
 }  # fmt: skip
 
 
@@ -231,6 +256,10 @@ def _validate(config: TrainConfig) -> None:
         (config.log_every >= 1, "--log-every must be >= 1"),
         (config.keep_last >= 1, "--keep-last must be >= 1"),
         (config.workers >= 0, "--workers must be >= 0"),
+        (config.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+        (not (config.gpus and config.nproc), "give --gpus or --nproc, not both"),
+        (config.processes >= 1, "--gpus/--nproc must be >= 1"),
+        (not config.gpus or config.device in ("auto", "cuda"), "--gpus needs --device cuda"),
     ]
     for ok, message in checks:
         if not ok:
@@ -303,8 +332,10 @@ def _save(
     run: RunDir,
     model: InpaintingModel,
     optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
     config: TrainConfig,
     step: int,
+    position: int,
     skipped: set[str],
     device: torch.device,
 ) -> Path:
@@ -313,7 +344,8 @@ def _save(
         "step": step,
         "optimizer": optimizer.state_dict(),
         "rng": _rng_state(device),
-        "sampler_position": step * config.batch,
+        "sampler_position": position,
+        "scaler": scaler.state_dict(),
         "skipped": sorted(skipped),
     }
     atomic_write(run.state_path(step), lambda tmp: torch.save(state, tmp))
@@ -327,7 +359,11 @@ def _save(
 
 
 def _load_latest(
-    run: RunDir, model: InpaintingModel, optimizer: torch.optim.Optimizer, device: torch.device
+    run: RunDir,
+    model: InpaintingModel,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
 ) -> dict[str, Any]:
     """Load the newest checkpoint pair that reads back; older ones are the fallback."""
     errors = []
@@ -340,6 +376,8 @@ def _load_latest(
             continue
         load_state_dict_strict(model.net, state_dict, str(run.model_path(step)))
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         _restore_rng(state["rng"], device)
         return state
     detail = f" ({errors[0]})" if errors else ""
@@ -416,8 +454,12 @@ def _build_loss(config: TrainConfig, device: torch.device, callbacks: TrainCallb
     return InpaintingLoss(weights, vgg).to(device)
 
 
-def _data_loader(config: TrainConfig, dataset: InpaintingDataset, start: int, device):
-    sampler = InfiniteSampler(len(dataset), seed=config.seed, start=start)
+def _data_loader(
+    config: TrainConfig, dataset: InpaintingDataset, start: int, device, ctx: DistContext
+):
+    sampler = InfiniteSampler(
+        len(dataset), seed=config.seed, start=start, rank=ctx.rank, num_replicas=ctx.world_size
+    )
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=config.batch,
@@ -439,47 +481,51 @@ def _fixed_samples(config: TrainConfig, dataset: InpaintingDataset) -> dict | No
     return collate([dataset[key] for key in keys])
 
 
-def train(config: TrainConfig, callbacks: TrainCallbacks | None = None) -> dict[str, Any]:
-    """Run (or continue) training as ``config`` says; returns a summary dict.
+_AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-    Raises :class:`TrainingError` subclasses with one-line messages.
-    """
-    callbacks = callbacks or TrainCallbacks()
-    run = RunDir(Path(config.out))
-    device = resolve_device(config.device)
 
-    if config.init_from != "resume" and run.saved_steps():
+def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``--precision``; an error if this device cannot run it."""
+    dtype = _AMP_DTYPES[precision]
+    if dtype is None:
+        return None
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise TrainingError("--precision bf16: this GPU has no bfloat16 support (use fp16)")
+    try:
+        with torch.autocast(device.type, dtype=dtype):
+            probe = torch.ones(1, 1, 4, 4, device=device)
+            torch.nn.functional.conv2d(probe, torch.ones(1, 1, 3, 3, device=device))
+    except (RuntimeError, AssertionError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TrainingError(
-            f"{run.root} already holds a run; continue it with --resume or choose another --out"
-        )
-    for name in getattr(config, "_ignored", []):
-        callbacks.on_message(f"note: --{name.replace('_', '-')} is ignored with --resume")
+            f"--precision {precision} is not available on {device} ({reason})"
+        ) from None
+    return dtype
 
-    paths = resolve_images(config.data, config.data_root)
-    masks = MaskSource.parse(config.masks, invert=config.invert_mask)
-    dataset = InpaintingDataset(
-        paths,
-        masks,
-        size=config.size,
-        crop=config.crop,
-        crop_size=config.crop_size,
-        flip=config.flip,
-        seed=config.seed,
-    )
-    loss_fn = _build_loss(config, device, callbacks)  # fails early when VGG is missing
 
-    torch.manual_seed(config.seed)
+def _training_device(config: TrainConfig, ctx: DistContext) -> torch.device:
+    device = resolve_device("cuda" if config.gpus else config.device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def _prepare_model(config: TrainConfig, device: torch.device, ctx: DistContext):
+    """The model on ``device`` (channels_last, SyncBN, frozen parts) and its trainable params."""
+    torch.manual_seed(config.seed)  # every rank starts from the same weights
     model = build_model(
-        config.arch,
-        layers=config.layers,
-        width=config.width,
-        upsampling=config.upsampling,
+        config.arch, layers=config.layers, width=config.width, upsampling=config.upsampling,
         normalization=config.normalization,
-    )
+    )  # fmt: skip
     if config.init_from == "init":
         state_dict, _ = read_checkpoint(config.init)
         load_state_dict_strict(model.net, state_dict, config.init)
     model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if config.sync_bn and ctx.enabled:
+        convert_sync_batchnorm(model, device)
     if config.freeze_encoder or config.freeze_encoder_bn:
         if not hasattr(model.net, "freeze_encoder_bn"):
             raise TrainingError(f"--arch {config.arch} has no encoder BN to freeze")
@@ -487,103 +533,184 @@ def train(config: TrainConfig, callbacks: TrainCallbacks | None = None) -> dict[
     if config.freeze_encoder:
         model.net.encoder.requires_grad_(False)
     model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=config.lr)
+    return model, [p for p in model.parameters() if p.requires_grad]
 
-    start_step, skipped = 0, set()
+
+def _wrap_for_training(model: InpaintingModel, config: TrainConfig, device, ctx: DistContext):
+    """DDP across ranks, then ``torch.compile`` if asked: the module the loop calls."""
+    step_model: torch.nn.Module = model
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        step_model = torch.compile(step_model)
+    return step_model
+
+
+def run_worker(config_data: dict[str, Any], callbacks_factory=None) -> dict[str, Any]:
+    """Entry point of one launched worker process (see ``distributed.launch``)."""
+    ctx = context_from_env()
+    if not torch.cuda.is_available() or config_data.get("device") == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(ctx.world_size, 1)))
+    config = TrainConfig(**config_data)
+    callbacks = callbacks_factory() if (callbacks_factory and ctx.is_main) else None
+    try:
+        summary = train(config, callbacks)
+    finally:
+        if callbacks is not None and hasattr(callbacks, "close"):
+            callbacks.close()
+    summary.pop("history", None)
+    return summary
+
+
+def train(config: TrainConfig, callbacks: TrainCallbacks | None = None) -> dict[str, Any]:
+    """Run (or continue) training as ``config`` says; returns a summary dict.
+
+    Under torchrun (or ``distributed.launch``) every rank calls this; only rank 0
+    writes to the run directory and reports progress. Raises
+    :class:`TrainingError` subclasses with one-line messages.
+    """
+    ctx = context_from_env()
+    device = _training_device(config, ctx)
+    created_group = init_process_group(ctx, device)
+    try:
+        return _train(config, callbacks if ctx.is_main else None, device, ctx)
+    finally:
+        if created_group:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContext) -> dict:
+    callbacks = callbacks or TrainCallbacks()
+    run = RunDir(Path(config.out))
+    if config.init_from != "resume" and run.saved_steps():
+        raise TrainingError(
+            f"{run.root} already holds a run; continue it with --resume or choose another --out"
+        )
+    for name in getattr(config, "_ignored", []):
+        callbacks.on_message(f"note: --{name.replace('_', '-')} is ignored with --resume")
+    amp_dtype = check_precision(config.precision, device)
+
+    paths = resolve_images(config.data, config.data_root)
+    masks = MaskSource.parse(config.masks, invert=config.invert_mask)
+    dataset = InpaintingDataset(
+        paths, masks, size=config.size, crop=config.crop, crop_size=config.crop_size,
+        flip=config.flip, seed=config.seed,
+    )  # fmt: skip
+    loss_fn = _build_loss(config, device, callbacks)  # fails early when VGG is missing
+    model, trainable = _prepare_model(config, device, ctx)
+    optimizer = torch.optim.Adam(trainable, lr=config.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+
+    start_step, start_position, skipped = 0, 0, set()
     if config.init_from == "resume":
-        state = _load_latest(run, model, optimizer, device)
-        start_step = state["step"]
+        state = _load_latest(run, model, optimizer, scaler, device)
+        start_step, start_position = state["step"], state["sampler_position"]
         skipped = set(state.get("skipped", []))
         for group in optimizer.param_groups:
             group["lr"] = config.lr
-    else:
+    elif ctx.is_main:
         run.root.mkdir(parents=True, exist_ok=True)
-        public = {k: v for k, v in asdict(config).items()}
-        atomic_write(
-            run.root / "config.json",
-            lambda tmp: tmp.write_text(json.dumps(public, indent=2) + "\n"),
-        )
+        text = json.dumps(asdict(config), indent=2) + "\n"
+        atomic_write(run.root / "config.json", lambda tmp: tmp.write_text(text))
+    step_model = _wrap_for_training(model, config, device, ctx)
 
-    fixed = _fixed_samples(config, dataset)
-    history = _read_history(run.root / "log.jsonl", start_step)
+    fixed = _fixed_samples(config, dataset) if ctx.is_main else None
+    history = _read_history(run.root / "log.jsonl", start_step) if ctx.is_main else []
+    per_step = config.batch * ctx.world_size  # positions of the sample stream per step
     total_steps = config.steps
-    callbacks.on_start(
-        {
-            "device": str(device),
-            "start_step": start_step,
-            "steps": total_steps,
-            "images": len(dataset),
-            "masks": masks.describe(),
-            "batch": config.batch,
-            "global_batch": config.batch,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "trainable": sum(p.numel() for p in trainable),
-            "init_from": config.init_from,
-            "lr": config.lr,
-        }
-    )
+    callbacks.on_start({
+        "device": str(device) + (f" x {ctx.world_size} processes" if ctx.enabled else ""),
+        "start_step": start_step,
+        "steps": total_steps,
+        "images": len(dataset),
+        "masks": masks.describe(),
+        "batch": config.batch,
+        "global_batch": per_step,
+        "precision": config.precision,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in trainable),
+        "init_from": config.init_from,
+        "lr": config.lr,
+    })  # fmt: skip
     if start_step >= total_steps:
         callbacks.on_message(f"nothing to do: the run is at step {start_step} of {total_steps}")
         return {"step": start_step, "checkpoint": str(run.root / "last.safetensors")}
 
-    loader = _data_loader(config, dataset, start_step * config.batch, device)
+    def position(at_step: int) -> int:
+        return start_position + (at_step - start_step) * per_step
+
+    def save(at_step: int) -> Path | None:
+        if not ctx.is_main:
+            return None
+        return _save(
+            run, model, optimizer, scaler, config, at_step, position(at_step), skipped, device
+        )
+
+    loader = _data_loader(config, dataset, start_position, device, ctx)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     step = start_step
     sums: dict[str, float] = {}
-    interval_images, interval_start = 0, time.perf_counter()
-    last_saved = None
+    interval_images, interval_start, interval_first = 0, time.perf_counter(), start_step
     try:
         for batch in loader:
-            image = batch["image"].to(device, non_blocking=True)
+            image = batch["image"].to(device, non_blocking=True, memory_format=memory_format)
             mask = batch["mask"].to(device, non_blocking=True)
             for path in batch["skipped"]:
                 if path not in skipped:
                     skipped.add(path)
                     callbacks.on_message(f"skipped unreadable image {path} ({len(skipped)} so far)")
 
-            output = model(image, mask)
-            total, terms = loss_fn(output, image, mask)
-            loss_value = float(total.detach())
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                output = step_model(image, mask)
+                total, terms = loss_fn(output, image, mask)
+            values = all_reduce_mean(torch.stack([total.detach(), *terms.values()]).float())
+            loss_value = float(values[0])
             if not math.isfinite(loss_value):
                 good = run.saved_steps()
                 where = f"; the last good checkpoint is step {good[0]}" if good else ""
                 raise NonFiniteLossError(f"loss is {loss_value} at step {step + 1}{where}")
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
             step += 1
 
             sums["loss"] = sums.get("loss", 0.0) + loss_value
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
-            interval_images += image.shape[0]
+            for name, value in zip(terms, values[1:].tolist(), strict=True):
+                sums[name] = sums.get(name, 0.0) + value
+            interval_images += per_step
             callbacks.on_step(step, loss_value)
 
-            if step % config.log_every == 0 or step == total_steps:
+            if ctx.is_main and (step % config.log_every == 0 or step == total_steps):
                 elapsed = time.perf_counter() - interval_start
-                count = step - (history[-1]["step"] if history else start_step)
                 record = {"step": step, "lr": optimizer.param_groups[0]["lr"]}
-                record.update({k: v / max(count, 1) for k, v in sums.items()})
+                record.update({k: v / max(step - interval_first, 1) for k, v in sums.items()})
                 record["images_per_s"] = interval_images / max(elapsed, 1e-9)
+                record["global_batch"] = per_step
                 record["skipped_images"] = len(skipped)
                 _append_jsonl(run.root / "log.jsonl", record)
                 history.append(record)
                 callbacks.on_log(record)
-                sums, interval_images, interval_start = {}, 0, time.perf_counter()
+            if step % config.log_every == 0 or step == total_steps:
+                sums, interval_images = {}, 0
+                interval_start, interval_first = time.perf_counter(), step
             if fixed is not None and (step % config.sample_every == 0 or step == total_steps):
                 _write_samples(run, model, fixed, step, device)
             if step % config.save_every == 0 or step == total_steps:
-                last_saved = _save(run, model, optimizer, config, step, skipped, device)
-                _save_png(
-                    run.root / "loss.png",
-                    loss_curve([r["step"] for r in history], [r["loss"] for r in history]),
-                )
-                callbacks.on_message(f"saved {last_saved}")
+                saved = save(step)
+                if saved is not None:
+                    curve = loss_curve([r["step"] for r in history], [r["loss"] for r in history])
+                    _save_png(run.root / "loss.png", curve)
+                    callbacks.on_message(f"saved {saved}")
             if step >= total_steps:
                 break
     except KeyboardInterrupt:
-        path = _save(run, model, optimizer, config, step, skipped, device)
-        raise TrainingInterrupted(step, path) from None
+        path = save(step)
+        raise TrainingInterrupted(step, path or run.checkpoints) from None
     return {
         "step": step,
         "checkpoint": str(run.root / "last.safetensors"),
