@@ -12,7 +12,9 @@ import typer
 from pconv_cli import __version__
 from pconv_cli.commands.evaluate import evaluate
 from pconv_cli.commands.gen_masks import gen_masks
+from pconv_cli.commands.inpaint import inpaint
 from pconv_cli.commands.train import finetune, train
+from pconv_cli.commands.weights import weights_app
 
 app = typer.Typer(
     name="pconv",
@@ -52,6 +54,8 @@ app.command("finetune")(finetune)
 app.command("gen-masks")(gen_masks)
 app.command("eval")(evaluate)
 app.command("evaluate", hidden=True)(evaluate)
+app.command("inpaint")(inpaint)
+app.add_typer(weights_app, name="weights")
 
 
 def main() -> None:

@@ -1,0 +1,115 @@
+"""``pconv weights``: the registry of published weights (list, download, convert).
+
+torch is imported inside the commands only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+weights_app = typer.Typer(
+    name="weights",
+    help="Published weights: list the registry, download for offline use, convert to pconv.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _metrics_text(metrics) -> str:
+    parts = []
+    for dataset, scores in metrics.items():
+        values = "\n".join(f"{k} {v:g}" for k, v in scores.items())
+        parts.append(f"{dataset}:\n{values}")
+    return "\n".join(parts) or "-"
+
+
+@weights_app.command("list")
+def list_command() -> None:
+    """Print the registry: source, data, architecture, conventions, published scores, cache."""
+    from rich.table import Table
+
+    from pconv_cli.core.weights import cached_weights_path, list_weights
+
+    console = _console()
+    table = Table(title="pconv published weights", show_lines=True)
+    table.add_column("name", no_wrap=True, style="bold")
+    for column in ("trained on", "original", "published scores", "cached"):
+        table.add_column(column)
+    entries = list_weights()
+    for entry in entries:
+        cached = cached_weights_path(entry).is_file()
+        table.add_row(
+            entry.name,
+            f"{entry.dataset}\n{entry.train_size}x{entry.train_size}",
+            f"{entry.source_format}, {entry.colour_order.upper()}\n{entry.normalization}\n"
+            f"{entry.arch} L{entry.layers}",
+            _metrics_text(entry.metrics),
+            "[green]yes[/]" if cached else "no",
+        )
+    console.print(table)
+    for entry in entries:
+        digest = f"sha256 {entry.sha256_prefix}..." if entry.sha256_prefix else "no published hash"
+        console.print(f"[bold]{entry.name}[/]: {entry.description}")
+        console.print(f"  {entry.url} ({digest}); {entry.license}", soft_wrap=True)
+    if entries:
+        console.print(f"cache: {cached_weights_path(entries[0]).parent}")
+
+
+@weights_app.command("download")
+def download_command(
+    names: list[str] = typer.Argument(None, metavar="[NAME]...", help="[default: all]"),
+) -> None:
+    """Download published weights into torch.hub's cache (for offline use later)."""
+    from rich.markup import escape
+
+    from pconv_cli.core.weights import REGISTRY, WeightsError, fetch_weights, get_weights
+
+    console = _console()
+    failed = False
+    for name in names or list(REGISTRY):
+        try:
+            path = fetch_weights(get_weights(name))
+        except WeightsError as exc:
+            console.print(f"[red]Error:[/] {escape(str(exc))}")
+            failed = True
+        else:
+            console.print(f"{name}: {escape(str(path))}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@weights_app.command("convert")
+def convert_command(
+    source: str = typer.Argument(..., metavar="NAME|PATH", help="Weights in any supported format."),
+    out: Path = typer.Option(..., "--out", "-o", help="The pconv checkpoint (.safetensors)."),
+) -> None:
+    """Convert weights (MMagic, naoto0804, ...) into a pconv safetensors checkpoint."""
+    from rich.markup import escape
+
+    from pconv_cli.core.weights import (
+        WeightsError,
+        model_from_weights,
+        resolve_weights,
+        save_checkpoint,
+    )
+
+    console = _console()
+    try:
+        state, metadata = resolve_weights(source)
+        model = model_from_weights(state, metadata, source=source)
+    except WeightsError as exc:
+        console.print(f"[red]Error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    extra = {k: metadata[k] for k in ("source_format", "name") if k in metadata}
+    save_checkpoint(out, model, converted_from=Path(metadata.get("source", source)).name, **extra)
+    console.print(f"wrote {escape(str(out))} ({metadata['source_format']} -> pconv)")
