@@ -30,7 +30,9 @@ def _run_without_torch(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("args", [("--help",), ("--version",), ()])
+@pytest.mark.parametrize(
+    "args", [("--help",), ("--version",), (), ("train", "--help"), ("finetune", "--help")]
+)
 def test_cli_entry_does_not_import_torch(args):
     result = _run_without_torch(*args)
     assert result.returncode in (0, 1, 2), result.stderr  # `pconv` alone prints help

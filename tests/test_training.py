@@ -113,6 +113,8 @@ def test_exact_resume(tmp_path):
     train(_config(tmp_path / "split", steps=10, save_every=10))
     train(resolve_config({"out": str(tmp_path / "split"), "steps": 20}, resume=True))
     _assert_same_weights(_weights(tmp_path / "straight"), _weights(tmp_path / "split"))
+    config = json.loads((tmp_path / "split" / "config.json").read_text())
+    assert config["steps"] == 20 and config["init_from"] == "resume"
     steps = [json.loads(x)["step"] for x in (tmp_path / "split" / "log.jsonl").open()]
     assert steps == [5, 10, 15, 20]
 

@@ -612,7 +612,7 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
         skipped = set(state.get("skipped", []))
         for group in optimizer.param_groups:
             group["lr"] = config.lr
-    elif ctx.is_main:
+    if ctx.is_main:  # on resume too: the operational options may have changed
         run.root.mkdir(parents=True, exist_ok=True)
         text = json.dumps(asdict(config), indent=2) + "\n"
         atomic_write(run.root / "config.json", lambda tmp: tmp.write_text(text))
