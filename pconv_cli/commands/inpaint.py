@@ -214,17 +214,16 @@ def _run(jobs: list[_Job], weights: str, device_name: str, options: dict, folder
             f"note: {escape(state['resized'])}; every mask of another size than its image "
             "is resized this way (then thresholded, so it stays binary)"
         )
-    for job, reason in failures:
-        console.print(f"[red]failed[/] {escape(job.image.name)}: {escape(reason)}")
     elapsed = time.perf_counter() - start
     if folder:
+        failed = ", ".join(job.image.name for job, _ in failures)
         console.print(
             f"{done} of {len(jobs)} images inpainted into {escape(str(jobs[0].out.parent))} "
-            f"in {elapsed:.1f} s" + (f", [red]{len(failures)} failed[/]" if failures else "")
+            f"in {elapsed:.1f} s" + (f"; [red]failed:[/] {escape(failed)}" if failures else "")
         )
+    elif failures:
+        console.print(f"[red]Error:[/] {escape(failures[0][1])}")
     if failures:
-        if not folder:
-            console.print(f"[red]Error:[/] {escape(failures[0][1])}")
         raise typer.Exit(1)
 
 
