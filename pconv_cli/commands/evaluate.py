@@ -46,15 +46,19 @@ def _check_options(
     batch: int,
     limit: int | None,
     grid_count: int,
+    methods: list[str],
     n_sources: int,
     outputs: dict[str, Path | None],
 ) -> None:
     """Cheap checks before anything is loaded (exit code 2 = usage error)."""
-    from pconv_cli.core.eval_data import CROP_MODES
-    from pconv_cli.core.evaluation import DEVICES
+    from pconv_cli.core.baselines import METHODS
+    from pconv_cli.core.eval_data import CROP_MODES, DEVICES
 
     if n_sources == 0:
         raise _fail("give at least one prediction source: --weights, --method or --predictions", 2)
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown:
+        raise _fail(f"unknown --method {unknown[0]!r}; choose from {', '.join(METHODS)}", 2)
     if crop not in CROP_MODES:
         raise _fail(f"--crop must be one of {', '.join(CROP_MODES)}, got {crop!r}", 2)
     if device not in DEVICES:
@@ -155,7 +159,11 @@ def evaluate(
         help="Mask folder (its manifest.csv gives the buckets) or a manifest.csv.",
     ),
     weights: list[str] | None = typer.Option(
-        None, "--weights", "-w", metavar="CKPT", help="Score a pconv checkpoint (repeatable)."
+        None,
+        "--weights",
+        "-w",
+        metavar="NAME|FILE",
+        help="Score model weights: a published name ('pconv weights list') or a file (repeatable).",
     ),
     method: list[str] | None = typer.Option(
         None,
@@ -217,6 +225,7 @@ def evaluate(
         batch=batch,
         limit=limit,
         grid_count=grid_count,
+        methods=methods,
         n_sources=len(methods) + len(checkpoints) + len(folders),
         outputs={"--json": json_out, "--csv": csv_out, "--grid": grid},
     )
@@ -319,7 +328,7 @@ def _run(
             crop=crop,
             resample="Pillow bicubic",
             pairing=pairing,
-            images=len(images),
+            image_count=len(images),
             mask_count=len(mask_set.entries),
             pairs=result.pairs,
             limit=limit,

@@ -46,6 +46,7 @@ from pconv_cli.core.masks import (
 
 __all__ = [
     "CROP_MODES",
+    "DEVICES",
     "IMAGE_SUFFIXES",
     "OTHER_BUCKET",
     "PAIRING_MODES",
@@ -69,6 +70,8 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".ti
 """Suffixes (any case) of the image, mask and prediction files ``pconv eval`` reads."""
 
 CROP_MODES: tuple[str, ...] = ("center", "resize")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+"""``--device`` choices (resolved by :func:`pconv_cli.core.evaluation.resolve_device`)."""
 PAIRING_MODES: tuple[str, ...] = ("cycle", "all")
 """Named pairing rules; any other ``--pairing`` value is a CSV file of pairs."""
 

@@ -84,13 +84,13 @@ def build_config(**settings: Any) -> dict[str, Any]:
 def write_json(path: str | os.PathLike[str], config: dict[str, Any], result: EvalResult) -> Path:
     """Config, per-source summary and per-image records as strict JSON (streamed, atomic)."""
 
-    def dump(value: Any) -> str:
-        return json.dumps(value, allow_nan=False)
+    def dump(value: Any, indent: int | None = None) -> str:
+        return json.dumps(value, allow_nan=False, indent=indent)
 
     def write(tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8") as handle:
             handle.write(f'{{\n"pconv_version": {dump(__version__)},\n')
-            handle.write(f'"config": {dump(config)},\n"sources": {{')
+            handle.write(f'"config": {dump(config, indent=2)},\n"sources": {{')
             for number, source in enumerate(result.sources):
                 head = source.source.describe()
                 head["summary"] = [row.to_json() for row in source.rows()]

@@ -45,6 +45,7 @@ from pconv_cli.core.baselines import (
     inpaint_classic,
 )
 from pconv_cli.core.eval_data import (
+    DEVICES,
     Batch,
     EvalError,
     Pair,
@@ -75,42 +76,32 @@ __all__ = [
     "unique_labels",
 ]
 
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-
-
 # --------------------------------------------------------------------------- devices, weights
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA, else MPS, else CPU; an explicit device must be available."""
+    """``--device``: ``auto`` -> CUDA, else MPS, else CPU (shared with the other commands)."""
+    from pconv_cli.core.devices import DeviceError
+    from pconv_cli.core.devices import resolve_device as resolve
+
     if name not in DEVICES:
         raise EvalError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
-    cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise EvalError(f"--device {name}: no {name.upper()} device is available here")
-    return torch.device(name)
+    try:
+        return resolve(name)
+    except DeviceError as error:
+        raise EvalError(str(error)) from None
 
 
 def load_weights(spec: str, device: torch.device) -> tuple[torch.nn.Module, dict[str, str]]:
-    """The model for ``--weights SPEC``: a pconv checkpoint file (published names: later).
+    """The model and its metadata for ``--weights SPEC``: a published name or a weights file.
 
-    Every ``--weights`` goes through here, so a registry of named weights slots in
-    without touching the harness.
+    Goes through :func:`pconv_cli.core.weights.load_model`, as ``pconv inpaint`` does,
+    so every format and registry entry it knows works here too (raises ``WeightsError``).
     """
-    from pconv_cli.core.weights import load_checkpoint
+    from pconv_cli.core.weights import load_model
 
-    path = Path(spec)
-    if path.is_file():
-        return load_checkpoint(path, device=device)
-    if path.suffix or len(path.parts) > 1:
-        raise EvalError(f"--weights {spec}: no such file")
-    raise EvalError(
-        f"--weights {spec}: not a file, and named published weights are not available yet; "
-        "pass the path of a pconv checkpoint (.safetensors)"
-    )
+    model = load_model(spec, device)
+    return model, dict(getattr(model, "weights_metadata", {}))
 
 
 # --------------------------------------------------------------------------- sources
@@ -164,7 +155,7 @@ class MethodSource(Source):
 
 
 class ModelSource(Source):
-    """A pconv checkpoint, run in batches under ``torch.inference_mode`` on ``device``."""
+    """Model weights (a published name or a file), run in batches under ``inference_mode``."""
 
     kind = "weights"
 
@@ -181,7 +172,17 @@ class ModelSource(Source):
             return self.model(image, valid)
 
     def describe(self) -> dict[str, Any]:
-        keep = ("arch", "layers", "width", "upsampling", "normalization", "step", "stage")
+        keep = (
+            "name",
+            "source_format",
+            "arch",
+            "layers",
+            "width",
+            "upsampling",
+            "normalization",
+            "step",
+            "stage",
+        )
         info = super().describe()
         info["device"] = str(self.device)
         info["checkpoint"] = {k: self.metadata[k] for k in keep if k in self.metadata}
