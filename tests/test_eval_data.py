@@ -331,3 +331,20 @@ def test_unreadable_image_is_an_error(tmp_path):
 def test_unknown_crop_is_refused():
     with pytest.raises(EvalError, match="--crop"):
         PairLoader("squash")
+
+
+def test_cache_is_bounded_by_bytes_and_keeps_recent_items():
+    from pconv_cli.core.eval_data import _LRU
+
+    loads = []
+
+    def load(key: str) -> bytes:
+        loads.append(key)
+        return b"x" * 10
+
+    cache = _LRU(load, len, budget=25)  # room for two values
+    for key in ["a", "b", "a", "c", "a", "b"]:
+        assert cache(key) == b"x" * 10
+    assert loads == ["a", "b", "c", "b"]  # 'b' was the least recently used when 'c' came
+    big = _LRU(lambda key: b"y" * 100, len, budget=25)
+    assert big("z") == b"y" * 100  # larger than the budget: still returned (and kept alone)

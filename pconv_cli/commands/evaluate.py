@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-    from pconv_cli.core.evaluation import EvalResult, SourceResult
+    from pconv_cli.core.evaluation import EvalResult, Source, SourceResult
 
 DEFAULT_MASKS = "masks/eval-256"
 """The shipped evaluation set (relative to the working directory, else to the repository)."""
@@ -110,13 +110,14 @@ def _number(value: float, digits: int) -> str:
 
 def _print_table(console: Console, result: EvalResult) -> None:
     """One row per bucket (+ overall); per source a column group l1 / PSNR / SSIM; count."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"pconv eval: {result.pairs} pairs", title_justify="left")
     table.add_column("hole ratio")
     table.add_column("border")
     for source in result.sources:
-        table.add_column(f"{source.label}\nl1 ↓", justify="right")
+        table.add_column(f"{escape(source.label)}\nl1 ↓", justify="right")
         table.add_column("\nPSNR ↑", justify="right")
         table.add_column("\nSSIM ↑", justify="right")
     table.add_column("count", justify="right")
@@ -126,7 +127,7 @@ def _print_table(console: Console, result: EvalResult) -> None:
         if first.bucket == "overall" and number:
             table.add_section()
         border = "" if first.border is None else ("yes" if first.border else "no")
-        cells = [first.bucket, border]
+        cells = [escape(first.bucket), border]
         for row in rows:
             stats = row.stats
             cells += [
@@ -140,10 +141,12 @@ def _print_table(console: Console, result: EvalResult) -> None:
 
 
 def _print_notes(console: Console, sources: list[SourceResult]) -> None:
+    from rich.markup import escape
+
     for source in sources:
         if source.overall.psnr_inf and source.overall.psnr_finite:
             console.print(
-                f"* {source.label}: PSNR means exclude the {source.overall.psnr_inf} "
+                f"* {escape(source.label)}: PSNR means exclude the {source.overall.psnr_inf} "
                 "output(s) identical to the truth (PSNR inf)"
             )
 
@@ -169,7 +172,7 @@ def evaluate(
         None,
         "--method",
         metavar=f"[{_METHODS}]",
-        help="Score a classic method (repeatable); telea/ns need pconv-cli[baselines].",
+        help="Score a classic method (repeatable); telea/ns need the baselines extra (OpenCV).",
     ),
     predictions: list[Path] | None = typer.Option(
         None,
@@ -280,30 +283,13 @@ def _run(
 
     from pconv_cli.core.eval_data import PairLoader, list_images, load_mask_set, plan_pairs
     from pconv_cli.core.eval_report import build_config
-    from pconv_cli.core.evaluation import (
-        MethodSource,
-        ModelSource,
-        PredictionsSource,
-        Source,
-        evaluate,
-        resolve_device,
-        unique_labels,
-    )
+    from pconv_cli.core.evaluation import evaluate
 
     images = list_images(folder)
     mask_set = load_mask_set(masks, invert=invert_mask)
     plan = plan_pairs(images, mask_set, pairing, image_root=folder, limit=limit)
     loader = PairLoader(crop, invert_mask)
-    labels = unique_labels(
-        [*methods, *(Path(c).stem or c for c in checkpoints), *(p.name or str(p) for p in folders)]
-    )
-    sources: list[Source] = [MethodSource(m) for m in methods]
-    if checkpoints:
-        torch_device = resolve_device(device)
-        sources += [ModelSource(c, torch_device) for c in checkpoints]
-    sources += [PredictionsSource(p) for p in folders]
-    for source, label in zip(sources, labels, strict=True):
-        source.label = label
+    sources = _build_sources(methods, checkpoints, folders, device)
 
     with _progress() as progress:
         task = progress.add_task("pairs", total=len(plan))
@@ -338,6 +324,35 @@ def _run(
         written = _write_reports(result, config, json_out, csv_out, grid)
     for path in written:
         typer.echo(f"Wrote {path}")
+
+
+def _build_sources(
+    methods: list[str], checkpoints: list[str], folders: list[Path], device: str
+) -> list[Source]:
+    """Sources in column order: methods, then weights, then prediction folders."""
+    from pconv_cli.core.evaluation import (
+        MethodSource,
+        ModelSource,
+        PredictionsSource,
+        resolve_device,
+        unique_labels,
+    )
+
+    labels = iter(
+        unique_labels(
+            [
+                *methods,
+                *(Path(c).stem or c for c in checkpoints),
+                *(p.name or str(p) for p in folders),
+            ]
+        )
+    )
+    sources: list[Source] = [MethodSource(m, next(labels)) for m in methods]
+    if checkpoints:
+        torch_device = resolve_device(device)
+        sources += [ModelSource(c, torch_device, next(labels)) for c in checkpoints]
+    sources += [PredictionsSource(p, next(labels)) for p in folders]
+    return sources
 
 
 def _is_tty() -> bool:

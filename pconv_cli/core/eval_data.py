@@ -81,9 +81,9 @@ OTHER_BUCKET = "other"
 _RESAMPLE = Image.Resampling.BICUBIC
 _MIN_SIDE = 11
 """Smallest evaluated side: SSIM's Gaussian window is 11 px wide."""
-_CACHE_ITEMS = 128
-"""Decoded images and masks kept per run: a few photos against a whole mask set
-(or a whole image set against a few masks) decode each file once."""
+_CACHE_BYTES = 64 * 2**20
+"""Decoded images (and, apart, masks) kept per run: a few photos against a whole mask
+set, or many photos against a few masks, decode each file once."""
 
 
 class EvalError(ValueError):
@@ -391,11 +391,15 @@ V = TypeVar("V")
 
 
 class _LRU(Generic[K, V]):
-    """A small least-recently-used cache (per run, so nothing outlives the evaluation)."""
+    """A least-recently-used cache holding at most ``budget`` bytes (``size(value)`` each).
 
-    def __init__(self, load: Callable[[K], V], size: int):
-        self._load, self._size = load, size
+    Per run, so nothing outlives an evaluation; the item just loaded is always kept.
+    """
+
+    def __init__(self, load: Callable[[K], V], size: Callable[[V], int], budget: int):
+        self._load, self._size, self._budget = load, size, budget
         self._items: OrderedDict[K, V] = OrderedDict()
+        self._bytes = 0
 
     def __call__(self, key: K) -> V:
         if key in self._items:
@@ -403,8 +407,10 @@ class _LRU(Generic[K, V]):
             return self._items[key]
         value = self._load(key)
         self._items[key] = value
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
+        self._bytes += self._size(value)
+        while self._bytes > self._budget and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= self._size(old)
         return value
 
 
@@ -421,13 +427,13 @@ class LoadedMask:
 class PairLoader:
     """Decodes the truth image and hole mask of pairs (with small per-run caches)."""
 
-    def __init__(self, crop: str = "center", invert: bool = False, cache_items: int = _CACHE_ITEMS):
+    def __init__(self, crop: str = "center", invert: bool = False, cache_bytes: int = _CACHE_BYTES):
         if crop not in CROP_MODES:
             raise EvalError(f"--crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
         self.crop = crop
         self.invert = invert
-        self._masks = _LRU(self._load_mask, cache_items)
-        self._images = _LRU(self._load_image, cache_items)
+        self._masks = _LRU(self._load_mask, lambda mask: mask.hole.nbytes, cache_bytes)
+        self._images = _LRU(self._load_image, lambda image: image.nbytes, cache_bytes)
 
     def _load_mask(self, entry: MaskEntry) -> LoadedMask:
         try:
