@@ -503,6 +503,16 @@ def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
     return dtype
 
 
+def _native_cpu_half(dtype: torch.dtype) -> bool:
+    """Whether oneDNN has native kernels for ``dtype`` on this CPU."""
+    try:
+        if dtype == torch.bfloat16:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    except (AttributeError, RuntimeError):
+        return True  # cannot tell: say nothing
+
+
 def _training_device(config: TrainConfig, ctx: DistContext) -> torch.device:
     device = resolve_device("cuda" if config.gpus else config.device)
     if ctx.enabled and device.type == "cuda":
@@ -593,6 +603,11 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
     for name in getattr(config, "_ignored", []):
         callbacks.on_message(f"note: --{name.replace('_', '-')} is ignored with --resume")
     amp_dtype = check_precision(config.precision, device)
+    if amp_dtype is not None and device.type == "cpu" and not _native_cpu_half(amp_dtype):
+        callbacks.on_message(
+            f"warning: this CPU has no native {config.precision} kernels (AVX512-BF16/AMX): "
+            f"--precision {config.precision} runs emulated, far slower than fp32 here"
+        )
 
     paths = resolve_images(config.data, config.data_root)
     masks = MaskSource.parse(config.masks, invert=config.invert_mask)
