@@ -339,6 +339,23 @@ def test_malicious_pickle_is_refused(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("legacy", [False, True])
+def test_numpy_values_in_metadata_still_load(tmp_path, legacy):
+    """Training loops store numpy floats in ``meta`` (best scores...): that is data."""
+    import numpy as np
+
+    state = {f"generator.{k}": v for k, v in _tiny_model().net.state_dict().items()}
+    meta = {"best_psnr": np.float64(22.7), "iters": np.arange(3), "seed": np.int64(0)}
+    path = tmp_path / "with_numpy.pth"
+    torch.save({"meta": meta, "state_dict": state}, path, _use_new_zipfile_serialization=not legacy)
+    if legacy:  # as numpy 1 wrote it: numpy.core.multiarray.scalar
+        path.write_bytes(
+            path.read_bytes().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+        )
+    _, metadata = resolve_weights(str(path))
+    assert metadata["source_format"] == "mmagic"
+
+
 def test_truncated_checkpoints_give_clear_errors(tmp_path, mmagic_file):
     pth = tmp_path / "cut.pth"
     pth.write_bytes(mmagic_file.read_bytes()[:100_000])

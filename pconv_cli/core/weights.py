@@ -21,8 +21,8 @@ A local file in any supported format is recognised by its contents, not its name
 pconv safetensors (metadata), MMagic ``.pth`` (``state_dict`` with ``generator.``
 keys), naoto0804 ``.pth`` (``enc_1.conv.input_conv.weight``...) or a bare pconv
 state dict. ``.pth`` files are read with ``torch.load(weights_only=True)``: a
-pickle that would import or call anything but tensors and plain containers is
-refused.
+pickle that would import or call anything but tensors, plain containers and
+numpy scalars/arrays is refused.
 """
 
 from __future__ import annotations
@@ -371,10 +371,31 @@ def _sniff(path: Path) -> str:
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
 
 
+def _numpy_data_globals() -> list:
+    """numpy scalars, dtypes and arrays: plain data that training metadata often holds.
+
+    Allowlisted for ``weights_only`` loading under numpy 2 and numpy 1 names; none of
+    them can call anything else.
+    """
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        return []
+    core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    allowed: list = [np.dtype, np.ndarray, core.scalar, core._reconstruct]
+    allowed += [(core.scalar, "numpy.core.multiarray.scalar")]
+    allowed += [(core._reconstruct, "numpy.core.multiarray._reconstruct")]
+    kinds = (np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64)
+    kinds += (np.float16, np.float32, np.float64)
+    allowed += [type(np.dtype(kind)) for kind in kinds]
+    return allowed
+
+
 def _torch_load(path: Path) -> Any:
     """``torch.load(weights_only=True)`` with one-line errors for unsafe or broken files."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_data_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = _GLOBAL_RE.search(str(exc))
         if found or "global" in str(exc).lower():
