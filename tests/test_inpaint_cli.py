@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +247,32 @@ def test_a_failed_write_leaves_no_file(tmp_path, tiny_weights, monkeypatch):
     assert result.exit_code == 1
     assert "disk full" in result.output
     assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["inpaint", "--help"], ["weights", "--help"]])
+def test_help_does_not_import_torch(args):
+    code = (
+        "import sys; from pconv_cli.cli import app; "
+        f"app({args!r}, standalone_mode=False); "
+        "print('HEAVY:' + ','.join(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout and result.stdout.splitlines()[-1] == "HEAVY:"
+
+
+def test_16_bit_grey_png_comes_back_as_8_bit_grey(tmp_path, tiny_weights):
+    values = (np.arange(32 * 40, dtype=np.uint16).reshape(32, 40) * 50).astype(np.uint16)
+    src = tmp_path / "deep.png"
+    Image.fromarray(values).save(src)  # mode I;16
+    hole = _mask(tmp_path / "mask.png", (32, 40), [(4, 4, 12, 20)])
+    out = tmp_path / "out.png"
+    assert _run(src, "-m", tmp_path / "mask.png", "-w", tiny_weights, "-o", out).exit_code == 0
+    got = Image.open(out)
+    assert got.mode == "L"
+    np.testing.assert_array_equal(np.asarray(got)[~hole], (values >> 8).astype(np.uint8)[~hole])
 
 
 def test_usage_and_weights_errors_are_one_line(tmp_path, tiny_weights):

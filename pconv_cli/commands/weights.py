@@ -58,7 +58,11 @@ def list_command() -> None:
         )
     console.print(table)
     for entry in entries:
-        digest = f"sha256 {entry.sha256_prefix}..." if entry.sha256_prefix else "no published hash"
+        digest = (
+            f"sha256 {entry.sha256_prefix}..."
+            if entry.sha256_prefix
+            else "no published hash: not checked"
+        )
         console.print(f"[bold]{entry.name}[/]: {entry.description}")
         console.print(f"  {entry.url} ({digest}); {entry.license}", soft_wrap=True)
     if entries:

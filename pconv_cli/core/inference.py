@@ -350,7 +350,11 @@ class LoadedImage:
 
 
 def load_image(path: str | os.PathLike[str]) -> LoadedImage:
-    """Read an image file upright: EXIF orientation applied, other EXIF kept."""
+    """Read an image file upright: EXIF orientation applied, other EXIF kept.
+
+    RGB, RGBA, L and LA stay as they are; 16-bit grey becomes 8-bit L, palette and
+    other modes become RGB (RGBA with transparency).
+    """
     path = Path(path)
     try:
         with Image.open(path) as source:
@@ -365,6 +369,8 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise ImageError(f"cannot read image {path}: {reason}") from None
+    if upright.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: keep the top 8 bits
+        upright = Image.fromarray((np.asarray(upright).astype(np.int64) >> 8).astype(np.uint8), "L")
     if upright.mode not in _KEEP_MODES:
         has_alpha = upright.mode in ("PA", "RGBa", "La") or "transparency" in upright.info
         upright = upright.convert("RGBA" if has_alpha else "RGB")
