@@ -91,13 +91,15 @@ def _hole(mask: Tensor, like: Tensor) -> Tensor:
     return ~mask if mask.dtype == torch.bool else mask < 0.5
 
 
-def _shifted(image: Tensor, out: Tensor) -> None:
-    """Write ``image`` (N, 3, H, W) as [0, 255] values minus :data:`_SHIFT` into ``out`` (NHWC)."""
-    nhwc = image.permute(0, 2, 3, 1)
-    if image.dtype == torch.uint8:
-        torch.sub(nhwc, _SHIFT, out=out)  # exact: integers in float32
-    else:
-        torch.sub(nhwc.to(out.dtype) * DATA_RANGE, _SHIFT, out=out)
+def _shifted(images: Tensor) -> Tensor:
+    """(N, 3, H, W) images as contiguous float32 NHWC on the [0, 255] scale minus :data:`_SHIFT`.
+
+    Exact for uint8 (integers in float32).
+    """
+    nhwc = images.permute(0, 2, 3, 1).to(torch.float32)
+    if images.is_floating_point():
+        nhwc = nhwc * DATA_RANGE
+    return nhwc.contiguous().sub_(_SHIFT)
 
 
 def gaussian_kernel1d(
@@ -122,6 +124,19 @@ def _filter_valid(maps: Tensor, kernel: Tensor) -> Tensor:
     row = kernel.view(1, 1, 1, taps).expand(channels, 1, 1, taps).contiguous()
     col = kernel.view(1, 1, taps, 1).expand(channels, 1, taps, 1).contiguous()
     return F.conv2d(F.conv2d(maps, row, groups=channels), col, groups=channels)
+
+
+def _moments(x: Tensor, y: Tensor, kernel: Tensor) -> Tensor:
+    """Gaussian moments (N, 12, h, w) of shifted NHWC ``x`` and ``y``.
+
+    Lanes: E[x], E[y], E[x^2 + y^2], E[xy] (3 channels each); 'valid' region only.
+    """
+    maps = torch.empty(*x.shape[:3], _LANES, device=x.device)  # NHWC = channels-last NCHW
+    maps[..., 0:3] = x
+    maps[..., 3:6] = y
+    torch.mul(x, x, out=maps[..., 6:9]).addcmul_(y, y)
+    torch.mul(x, y, out=maps[..., 9:12])
+    return _filter_valid(maps.permute(0, 3, 1, 2), kernel).contiguous()
 
 
 def _ssim_of_moments(moments: Tensor) -> Tensor:
@@ -149,6 +164,9 @@ def _ssim_of_moments(moments: Tensor) -> Tensor:
 def _scores(output: Tensor, target: Tensor, mask: Tensor | None, want: tuple[str, ...]):
     """Per-image metrics in ``want``, a chunk of images at a time (see the module docstring)."""
     _check_pair(output, target)
+    if output.device.type == "mps":  # no float64 there: score on the CPU
+        output, target = output.cpu(), target.cpu()
+        mask = None if mask is None else mask.cpu()
     hole = None if mask is None else _hole(mask, output)
     n, _, height, width = output.shape
     kernel = None
@@ -163,29 +181,20 @@ def _scores(output: Tensor, target: Tensor, mask: Tensor | None, want: tuple[str
     results: dict[str, list[Tensor]] = {name: [] for name in want}
     for start in range(0, n, step):
         stop = min(n, start + step)
-        lanes = _LANES if kernel is not None else 6
-        maps = torch.empty(stop - start, height, width, lanes, device=output.device)
-        _shifted(output[start:stop], maps[..., 0:3])
-        _shifted(target[start:stop], maps[..., 3:6])
+        x, y = _shifted(output[start:stop]), _shifted(target[start:stop])
         if "l1" in want or "psnr" in want:
-            diff = maps[..., 0:3] - maps[..., 3:6]
+            diff = x - y
             if "psnr" in want:
                 mse = diff.square().sum(dim=(1, 2, 3), dtype=torch.float64) / diff[0].numel()
                 results["psnr"].append(10.0 * torch.log10(DATA_RANGE**2 / mse))
             if "l1" in want:
                 assert hole is not None
-                chunk_hole = hole[start:stop]
-                total = (
-                    diff.abs_().mul_(chunk_hole.unsqueeze(-1)).sum((1, 2, 3), dtype=torch.float64)
-                )
-                count = chunk_hole.sum(dim=(1, 2)).to(torch.float64) * 3
+                chunk_hole = hole[start:stop].unsqueeze(-1)
+                total = diff.abs_().mul_(chunk_hole).sum(dim=(1, 2, 3), dtype=torch.float64)
+                count = chunk_hole.sum(dim=(1, 2, 3)).to(torch.float64) * 3
                 results["l1"].append(total / count / DATA_RANGE * 100.0)
         if kernel is not None:
-            squares = torch.mul(maps[..., 0:3], maps[..., 0:3], out=maps[..., 6:9])
-            squares.addcmul_(maps[..., 3:6], maps[..., 3:6])
-            torch.mul(maps[..., 0:3], maps[..., 3:6], out=maps[..., 9:12])
-            moments = _filter_valid(maps.permute(0, 3, 1, 2), kernel)  # channels-last
-            results["ssim"].append(_ssim_of_moments(moments.contiguous()))
+            results["ssim"].append(_ssim_of_moments(_moments(x, y, kernel)))
     empty = torch.zeros(0, dtype=torch.float64, device=output.device)
     return {name: torch.cat(values) if values else empty for name, values in results.items()}
 
