@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
@@ -247,6 +248,29 @@ def test_a_failed_write_leaves_no_file(tmp_path, tiny_weights, monkeypatch):
     assert result.exit_code == 1
     assert "disk full" in result.output
     assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_an_mmagic_pth_by_path_just_works(tmp_path):
+    """A local file named like MMagic's release is recognised by its keys and converted."""
+    net = build_model("pconv", layers=3, width=0.125).net
+    state = {f"generator.{k}": v for k, v in net.state_dict().items()}
+    state.update(
+        {
+            k.replace("weight", "weight_mask_updater"): torch.ones(1)
+            for k in list(state)
+            if k.endswith("conv.weight")
+        }
+    )
+    weights = tmp_path / "pconv_256x256_stage2_4x2_places_20200619-1ffed0e8.pth"
+    torch.save({"meta": {"iter": 500000}, "state_dict": state}, weights)
+    src = tmp_path / "img.png"
+    original = _photo(src, size=(40, 60))
+    hole = _mask(tmp_path / "mask.png", (40, 60), [(5, 5, 25, 30)])
+    out = tmp_path / "out.png"
+    result = _run(src, "-m", tmp_path / "mask.png", "-w", weights, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "(mmagic" in result.output
+    np.testing.assert_array_equal(_pixels(out)[~hole], original[~hole])
 
 
 @pytest.mark.parametrize("args", [["inpaint", "--help"], ["weights", "--help"]])
