@@ -277,3 +277,25 @@ def test_corrupt_file_is_counted_in_a_run(tmp_path):
     assert sum("skipped unreadable image" in m for m in messages) == 1  # logged once
     record = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
     assert record["skipped_images"] == 1
+
+
+def test_finetune_from_an_mmagic_checkpoint(tmp_path):
+    """--init takes a published-format file: MMagic's .pth is converted on the fly."""
+    from test_weights_formats import _mmagic_checkpoint
+
+    from pconv_cli.core.weights import resolve_weights
+
+    path = tmp_path / "pconv_256x256_stage2_4x2_places_20200619-1ffed0e8.pth"
+    torch.save(_mmagic_checkpoint(), path)
+    config = resolve_config(
+        {"data": str(EXAMPLES), "out": str(tmp_path / "ft"), "stage": 2, "init": str(path),
+         "size": 64, "batch": 2, "steps": 2, "vgg_weights": "none", "workers": 0,
+         "samples": 1}
+    )  # fmt: skip
+    assert (config.arch, config.layers, config.width) == ("pconv", 7, 1.0)
+    assert config.normalization == "minus_one_one" and config.lr == 5e-5
+    train(config)
+    before, after = resolve_weights(str(path))[0], _weights(tmp_path / "ft")
+    assert torch.equal(before["encoder.enc3.bn.running_var"], after["encoder.enc3.bn.running_var"])
+    assert torch.equal(before["encoder.enc2.bn.weight"], after["encoder.enc2.bn.weight"])
+    assert not torch.equal(before["decoder.dec1.conv.weight"], after["decoder.dec1.conv.weight"])

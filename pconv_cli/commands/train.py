@@ -181,7 +181,7 @@ def train(
     init: str = typer.Option(
         None,
         "--init",
-        help="Start from these weights (a pconv checkpoint).",
+        help="Start from these weights: a registry name or a pconv, MMagic or naoto0804 file.",
         rich_help_panel=_PANEL_RUN,
     ),
     resume: bool = typer.Option(
@@ -395,7 +395,12 @@ def _loss_weights(**given: float | None) -> dict[str, float] | None:
 
 
 def finetune(
-    init: str = typer.Option(..., "--init", help="Weights to fine-tune (a pconv checkpoint)."),
+    init: str = typer.Option(
+        ...,
+        "--init",
+        help="Weights to fine-tune: a registry name (see pconv weights list) or a pconv, "
+        "MMagic or naoto0804 file.",
+    ),
     data: str = typer.Option(..., "--data", help="Image folder or file list."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
     freeze_encoder: bool = typer.Option(

@@ -56,6 +56,7 @@ from pconv_cli.core.weights import (
     WeightsError,
     load_state_dict_strict,
     read_checkpoint,
+    resolve_weights,
     save_checkpoint,
 )
 
@@ -226,9 +227,9 @@ def resolve_config(overrides: dict[str, Any], *, resume: bool = False) -> TrainC
 
 
 def _architecture_from_init(init: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The architecture stored in ``--init``'s checkpoint; conflicting options are errors."""
+    """The architecture of ``--init`` (any supported weights); conflicting options are errors."""
     try:
-        _, metadata = read_checkpoint(init)
+        _, metadata = resolve_weights(init, progress=False)
     except WeightsError as exc:
         raise TrainingError(f"--init: {exc}") from None
     arch = {
@@ -528,8 +529,8 @@ def _prepare_model(config: TrainConfig, device: torch.device, ctx: DistContext):
         config.arch, layers=config.layers, width=config.width, upsampling=config.upsampling,
         normalization=config.normalization,
     )  # fmt: skip
-    if config.init_from == "init":
-        state_dict, _ = read_checkpoint(config.init)
+    if config.init_from == "init":  # a pconv, MMagic or naoto0804 file, or a registry name
+        state_dict, _ = resolve_weights(config.init, progress=False)
         load_state_dict_strict(model.net, state_dict, config.init)
     model.to(device)
     if config.channels_last:
