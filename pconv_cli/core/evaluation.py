@@ -108,8 +108,11 @@ def load_weights(spec: str, device: torch.device) -> tuple[torch.nn.Module, dict
 
 
 class Source:
-    """A prediction source. ``predict`` returns the raw output of a batch, (B, 3, H, W):
-    float on the [0, 1] scale or uint8 0..255, on any device (not yet composited)."""
+    """A prediction source: ``predict(batch)`` gives the batch's raw outputs.
+
+    Raw outputs are (B, 3, H, W), float on the [0, 1] scale or uint8 0..255, on any
+    device, not yet composited (the harness composites and quantises them).
+    """
 
     kind = "source"
 
