@@ -103,10 +103,6 @@ def test_unique_labels_and_devices():
             resolve_device("cuda")
     with pytest.raises(EvalError, match="--device"):
         resolve_device("tpu")
-    from pconv_cli.core.devices import DEVICE_CHOICES
-    from pconv_cli.core.eval_data import DEVICES
-
-    assert DEVICES == DEVICE_CHOICES  # the torch-free copy the CLI checks options with
 
 
 def test_classic_methods_fill_only_what_they_should():

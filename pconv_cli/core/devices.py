@@ -1,8 +1,15 @@
-"""Device selection shared by every command (``--device auto|cpu|cuda|mps``)."""
+"""Device selection shared by every command (``--device auto|cpu|cuda|mps``).
+
+Importing this module is cheap (torch is imported when a device is resolved), so
+commands can validate ``--device`` before loading anything.
+"""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -13,6 +20,8 @@ class DeviceError(ValueError):
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then CPU; an unavailable device is an error."""
+    import torch
+
     name = name.lower()
     if name == "auto":
         if torch.cuda.is_available():

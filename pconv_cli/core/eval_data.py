@@ -34,6 +34,7 @@ from typing import Generic, TypeVar
 import numpy as np
 from PIL import Image, ImageOps
 
+from pconv_cli.core.devices import DEVICE_CHOICES
 from pconv_cli.core.masks import (
     MANIFEST_NAME,
     MaskError,
@@ -70,7 +71,7 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".ti
 """Suffixes (any case) of the image, mask and prediction files ``pconv eval`` reads."""
 
 CROP_MODES: tuple[str, ...] = ("center", "resize")
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+DEVICES: tuple[str, ...] = DEVICE_CHOICES  # torch-free: see pconv_cli.core.devices
 """``--device`` choices (resolved by :func:`pconv_cli.core.evaluation.resolve_device`)."""
 PAIRING_MODES: tuple[str, ...] = ("cycle", "all")
 """Named pairing rules; any other ``--pairing`` value is a CSV file of pairs."""
