@@ -73,27 +73,9 @@ def _check_options(
 
 def _progress() -> Progress:
     """A transient progress bar on stderr (hidden when stderr is not a terminal)."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from pconv_cli.commands._progress import progress_bar
 
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("[bold]eval"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
+    return progress_bar("eval")
 
 
 def _psnr_cell(psnr: float, infinite: int) -> str:

@@ -194,28 +194,10 @@ def _remove_outputs(out_dir: Path, jobs: list[MaskJob], created_out_dir: bool) -
 
 
 def _progress() -> Progress:
-    """A transient progress bar on stderr, so stdout keeps only the summary line."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """A transient progress bar on stderr (hidden when stderr is not a terminal)."""
+    from pconv_cli.commands._progress import progress_bar
 
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("[bold]gen-masks"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
+    return progress_bar("gen-masks")
 
 
 def gen_masks(

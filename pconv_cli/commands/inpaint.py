@@ -229,23 +229,14 @@ def _run(jobs: list[_Job], weights: str, device_name: str, options: dict, folder
 
 def _run_folder(jobs, model, options, state, failures, console) -> int:
     from rich.markup import escape
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+
+    from pconv_cli.commands._progress import progress_bar
 
     done = 0
-    columns = (
-        TextColumn("[bold]inpaint"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[name]}"),
+    bar = progress_bar(
+        "inpaint", "{task.fields[name]}", console=console, transient=False, hide_when_piped=False
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    with bar as progress:
         task = progress.add_task("inpaint", total=len(jobs), name="")
         for job in jobs:
             progress.update(task, name=escape(job.image.name))

@@ -96,27 +96,16 @@ class _RichProgress:
     """TrainCallbacks drawing a rich progress bar (step, loss, images/s, ETA)."""
 
     def __init__(self, console):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from pconv_cli.commands._progress import progress_bar
 
         self.console = console
-        self.progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+        self.progress = progress_bar(
+            "train",
+            "loss {task.fields[loss]}",
+            "{task.fields[speed]}",
             console=console,
             transient=False,
+            hide_when_piped=False,
         )
         self.task = None
 
