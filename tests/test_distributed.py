@@ -177,3 +177,25 @@ def test_channels_last_training_matches_contiguous(tmp_path):
     a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def _fail_on_rank_one(message: str) -> str:
+    import os
+
+    if os.environ["RANK"] == "1":
+        raise RuntimeError(message)
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    try:
+        dist.barrier()  # rank 0 waits for rank 1 forever: the launcher must end it
+    finally:
+        dist.destroy_process_group()
+    return "unreachable"
+
+
+def test_a_failing_rank_ends_the_run_with_its_message():
+    from pconv_cli.core.distributed import LaunchError, launch
+
+    with pytest.raises(LaunchError, match=r"^worker rank 1 failed: disk on fire$"):
+        launch(_fail_on_rank_one, ("disk on fire",), processes=2)

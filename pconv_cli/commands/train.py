@@ -57,7 +57,7 @@ def _run(overrides: dict[str, Any], *, resume: bool) -> None:
         raise typer.Exit(130) from None
     except expected as exc:
         console.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
-        if isinstance(exc, LaunchError):
+        if isinstance(exc, LaunchError) and any(Path(overrides["out"]).glob("checkpoints/*")):
             console.print(f"resume with: pconv train --out {escape(overrides['out'])} --resume")
         raise typer.Exit(1) from None
     if int(os.environ.get("RANK", 0)) == 0:
@@ -77,10 +77,11 @@ def _launch_workers(config) -> dict[str, Any]:
 
     from pconv_cli.core.devices import resolve_device
     from pconv_cli.core.distributed import check_world_size, launch
-    from pconv_cli.core.training import run_worker
+    from pconv_cli.core.training import preflight, run_worker
 
     device = resolve_device("cuda" if config.gpus else config.device)
     check_world_size(config.processes, device)
+    preflight(config)
     data = {k: v for k, v in asdict(config).items()}
     return launch(run_worker, (data, _rich_callbacks), processes=config.processes)
 

@@ -11,6 +11,7 @@ sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``. CUDA uses NCCL, CPU uses gloo.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -217,20 +218,30 @@ def launch(entrypoint: Callable[..., Any], args: tuple, *, processes: int) -> An
         logs_specs=None,
         start_method="spawn",
     )
+    # The agent logs every worker failure with tracebacks; the LaunchError says it in one line.
+    agent_logger = logging.getLogger("torch.distributed.elastic")
+    level = agent_logger.level
+    agent_logger.setLevel(logging.CRITICAL)
     try:
         results = elastic_launch(config, entrypoint)(*args)
     except ChildFailedError as exc:
         raise LaunchError(_failure_message(exc)) from None
+    finally:
+        agent_logger.setLevel(level)
     return results[0]
 
 
 def _failure_message(exc: Any) -> str:
-    rank, failure = min(exc.failures.items())
-    message = ""
-    if isinstance(failure.message, dict):
-        message = failure.message.get("message", {}).get("message", "")
-    elif failure.message:
-        message = str(failure.message)
-    first = message.strip().splitlines()[0] if message.strip() else f"exit code {failure.exitcode}"
-    # error files carry "ExceptionType: text"; keep the text of our own one-line errors
-    return f"worker rank {rank} failed: {first}"
+    """One line from the first (root-cause) failure of a ChildFailedError."""
+    rank, failure = exc.get_first_failure()
+    message = failure.message if failure.error_file_data.get("message") else ""
+    while isinstance(message, dict):  # error files nest {"message": {"message": ...}}
+        message = message.get("message", "")
+    message = str(message or "")
+    lines = message.strip().splitlines()
+    text = lines[0] if lines else f"exit code {failure.exitcode} (its error is printed above)"
+    # error files say "ExceptionType: text"; pconv's own errors read better without the type
+    name, sep, rest = text.partition(": ")
+    if sep and name.isidentifier() and name.endswith("Error") and rest:
+        text = rest
+    return f"worker rank {rank} failed: {text}"

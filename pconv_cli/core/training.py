@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -35,13 +36,14 @@ import torch.distributed as dist
 from PIL import Image, ImageDraw
 
 from pconv_cli.core.data import (
+    DataError,
     InfiniteSampler,
     InpaintingDataset,
     MaskSource,
     collate,
     resolve_images,
 )
-from pconv_cli.core.devices import resolve_device
+from pconv_cli.core.devices import DeviceError, resolve_device
 from pconv_cli.core.distributed import (
     DistContext,
     all_reduce_mean,
@@ -50,7 +52,13 @@ from pconv_cli.core.distributed import (
     init_process_group,
 )
 from pconv_cli.core.files import atomic_write
-from pconv_cli.core.losses import InpaintingLoss, LossWeights, load_vgg16_features
+from pconv_cli.core.losses import (
+    InpaintingLoss,
+    LossWeights,
+    VGGWeightsError,
+    load_vgg16_features,
+)
+from pconv_cli.core.masks import MaskError
 from pconv_cli.core.unet import InpaintingModel, build_model, composite
 from pconv_cli.core.weights import (
     WeightsError,
@@ -69,6 +77,7 @@ __all__ = [
     "TrainingError",
     "TrainingInterrupted",
     "check_precision",
+    "preflight",
     "resolve_config",
     "run_worker",
     "train",
@@ -561,6 +570,23 @@ def _wrap_for_training(model: InpaintingModel, config: TrainConfig, device, ctx:
     return step_model
 
 
+def preflight(config: TrainConfig) -> None:
+    """Checks a launcher runs once before starting workers: run dir, data, masks, VGG.
+
+    Fetching the VGG weights here also means the workers find them in the cache
+    instead of downloading them N times at once.
+    """
+    run = RunDir(Path(config.out))
+    if config.init_from != "resume" and run.saved_steps():
+        raise TrainingError(
+            f"{run.root} already holds a run; continue it with --resume or choose another --out"
+        )
+    resolve_images(config.data, config.data_root)
+    MaskSource.parse(config.masks, invert=config.invert_mask)
+    if str(config.vgg_weights).lower() != "none":
+        load_vgg16_features(config.vgg_weights)
+
+
 def run_worker(config_data: dict[str, Any], callbacks_factory=None) -> dict[str, Any]:
     """Entry point of one launched worker process (see ``distributed.launch``)."""
     ctx = context_from_env()
@@ -570,6 +596,10 @@ def run_worker(config_data: dict[str, Any], callbacks_factory=None) -> dict[str,
     callbacks = callbacks_factory() if (callbacks_factory and ctx.is_main) else None
     try:
         summary = train(config, callbacks)
+    except (TrainingError, DataError, DeviceError, VGGWeightsError, MaskError, WeightsError) as exc:
+        # An expected failure: one line, no traceback; the launcher stops the other ranks.
+        print(f"Error: rank {ctx.rank}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     finally:
         if callbacks is not None and hasattr(callbacks, "close"):
             callbacks.close()
