@@ -15,7 +15,7 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-heavy = sorted(m for m in ("torch", "torchvision", "skimage", "scipy") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "torchvision", "skimage", "scipy", "numpy") if m in sys.modules)
 print("HEAVY:" + ",".join(heavy))
 sys.exit(code or 0)
 """

@@ -226,7 +226,7 @@ def test_unreachable_ratio_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_failure_midway_leaves_no_partial_set(tmp_path: Path, monkeypatch) -> None:
-    from pconv_cli.commands import gen_masks as command
+    from pconv_cli.core import mask_sets as command
     from pconv_cli.core.masks import MaskError
 
     calls = []
@@ -286,7 +286,7 @@ def test_committed_eval_set_regenerates_byte_identically(tmp_path: Path) -> None
 
 
 def test_failed_overwrite_leaves_no_stale_manifest(tmp_path: Path, monkeypatch) -> None:
-    from pconv_cli.commands import gen_masks as command
+    from pconv_cli.core import mask_sets as command
     from pconv_cli.core.masks import MaskError
 
     out = tmp_path / "set"

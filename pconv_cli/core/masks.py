@@ -44,9 +44,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pconv_cli.core.files import atomic_write
-
-MASK_KINDS: tuple[str, ...] = ("irregular", "brush", "box", "thin", "medium", "thick", "mixed")
-"""Every kind :func:`generate_mask` knows; ``irregular`` (MMagic) is the training default."""
+from pconv_cli.core.mask_kinds import MASK_KINDS
 
 NVIDIA_BUCKETS: tuple[tuple[float, float], ...] = (
     (0.01, 0.1),
