@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable
@@ -25,6 +26,7 @@ def atomic_write(
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600 files; outputs follow the umask
         if fsync:
             with tmp.open("rb+") as handle:
                 os.fsync(handle.fileno())
@@ -35,6 +37,18 @@ def atomic_write(
     if fsync:
         _fsync_dir(path.parent)
     return path
+
+
+@functools.cache
+def _new_file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file: 0o666 minus the umask.
+
+    Read once per process: reading the umask means setting it briefly, which must
+    not race with threads creating files.
+    """
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_dir(directory: Path) -> None:
