@@ -172,7 +172,7 @@ def _run(jobs: list[_Job], weights: str, device_name: str, options: dict, folder
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     from pconv_cli.core.devices import DeviceError, resolve_device
     from pconv_cli.core.weights import WeightsError, load_model
 

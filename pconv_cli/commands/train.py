@@ -23,7 +23,7 @@ def _run(overrides: dict[str, Any], *, resume: bool) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line
     from pconv_cli.core.data import DataError
     from pconv_cli.core.devices import DeviceError
     from pconv_cli.core.distributed import LaunchError
@@ -90,7 +90,7 @@ def _rich_callbacks() -> _RichProgress:
     """Progress display for rank 0 of a launched run (built inside the worker)."""
     from rich.console import Console
 
-    return _RichProgress(Console(stderr=True))
+    return _RichProgress(Console(stderr=True, soft_wrap=True))
 
 
 class _RichProgress:

@@ -19,10 +19,10 @@ weights_app = typer.Typer(
 )
 
 
-def _console():
+def _console(*, stderr: bool = False):
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, stderr=stderr, soft_wrap=stderr)
 
 
 def _metrics_text(metrics) -> str:
@@ -84,7 +84,7 @@ def download_command(
         try:
             path = fetch_weights(get_weights(name))
         except WeightsError as exc:
-            console.print(f"[red]Error:[/] {escape(str(exc))}")
+            _console(stderr=True).print(f"[red]Error:[/] {escape(str(exc))}")
             failed = True
         else:
             console.print(f"{name}: {escape(str(path))}")
@@ -112,7 +112,7 @@ def convert_command(
         state, metadata = resolve_weights(source)
         model = model_from_weights(state, metadata, source=source)
     except WeightsError as exc:
-        console.print(f"[red]Error:[/] {escape(str(exc))}")
+        _console(stderr=True).print(f"[red]Error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     extra = {k: metadata[k] for k in ("source_format", "name") if k in metadata}
     save_checkpoint(out, model, converted_from=Path(metadata.get("source", source)).name, **extra)
