@@ -7,6 +7,17 @@ convolution routine at all: it is slow and obviously right, which is the point.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+
+def cpu_fp16_autocast_supported() -> bool:
+    """Whether this CPU build runs convolutions under float16 autocast."""
+    try:
+        with torch.autocast("cpu", dtype=torch.float16):
+            torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 3, 3))
+        return True
+    except RuntimeError:
+        return False
 
 
 def naive_partial_conv(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference import cpu_fp16_autocast_supported
 
 from pconv_cli.core.data import (
     InfiniteSampler,
@@ -132,18 +133,14 @@ def test_launch_errors_before_any_process(tmp_path):
 # -- mixed precision -----------------------------------------------------------------------
 
 
-def _fp16_cpu() -> bool:
-    try:
-        with torch.autocast("cpu", dtype=torch.float16):
-            torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 3, 3))
-        return True
-    except RuntimeError:
-        return False
-
-
 @pytest.mark.parametrize(
     "precision",
-    ["bf16", pytest.param("fp16", marks=pytest.mark.skipif(not _fp16_cpu(), reason="no fp16"))],
+    [
+        "bf16",
+        pytest.param(
+            "fp16", marks=pytest.mark.skipif(not cpu_fp16_autocast_supported(), reason="no fp16")
+        ),
+    ],
 )
 def test_reduced_precision_steps_stay_finite_with_fully_masked_windows(tmp_path, precision):
     # 'thick' masks leave whole windows of the first layers without a valid pixel.

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from reference import naive_partial_conv
+from reference import cpu_fp16_autocast_supported, naive_partial_conv
 
 from pconv_cli.core.partial_conv import ChannelMask, PartialConv2d
 
@@ -207,22 +207,15 @@ def test_padding_mode_caches_ratio_per_shape(monkeypatch):
 # -- reduced precision -------------------------------------------------------------------
 
 
-def _fp16_cpu_supported() -> bool:
-    try:
-        with torch.autocast("cpu", dtype=torch.float16):
-            torch.nn.functional.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 1, 1))
-        return True
-    except RuntimeError:
-        return False
-
-
 @pytest.mark.parametrize(
     "dtype",
     [
         torch.bfloat16,
         pytest.param(
             torch.float16,
-            marks=pytest.mark.skipif(not _fp16_cpu_supported(), reason="no fp16 autocast on CPU"),
+            marks=pytest.mark.skipif(
+                not cpu_fp16_autocast_supported(), reason="no fp16 autocast on CPU"
+            ),
         ),
     ],
 )
