@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pconv_cli.core.masks import (  # noqa: E402
+from pconv_cli.data.masks import (  # noqa: E402
     MASK_KINDS,
     NVIDIA_BUCKETS,
     generate_mask,

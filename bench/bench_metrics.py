@@ -1,7 +1,7 @@
 """Batched torch metrics vs a per-image scikit-image loop (same numbers, how much faster).
 
 200 composites at 256x256 (real photos, shipped eval masks, noisy fills), scored
-with :func:`pconv_cli.core.metrics.compute_metrics` in one call and with
+with :func:`pconv_cli.evaluation.metrics.compute_metrics` in one call and with
 scikit-image's ``peak_signal_noise_ratio`` / ``structural_similarity`` (plus a
 numpy masked l1) image by image. Methods are timed round-robin; the script prints
 median times, the speed-up and the largest differences:
@@ -25,8 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pconv_cli.core.masks import load_mask  # noqa: E402
-from pconv_cli.core.metrics import compute_metrics  # noqa: E402
+from pconv_cli.data.masks import load_mask  # noqa: E402
+from pconv_cli.evaluation.metrics import compute_metrics  # noqa: E402
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "hubble_deep_field")
 

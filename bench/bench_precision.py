@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pconv_cli.core.losses import InpaintingLoss, VGG16Features
-from pconv_cli.core.unet import build_model
+from pconv_cli.models.pconv_unet import build_model
+from pconv_cli.train.losses import InpaintingLoss, VGG16Features
 
 
 def make_batch(batch: int, size: int):

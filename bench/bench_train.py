@@ -21,15 +21,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pconv_cli.core.data import (  # noqa: E402
+from pconv_cli.data.datasets import (  # noqa: E402
     InfiniteSampler,
     InpaintingDataset,
     MaskSource,
     collate,
     resolve_images,
 )
-from pconv_cli.core.losses import InpaintingLoss, VGG16Features  # noqa: E402
-from pconv_cli.core.unet import build_model  # noqa: E402
+from pconv_cli.models.pconv_unet import build_model  # noqa: E402
+from pconv_cli.train.losses import InpaintingLoss, VGG16Features  # noqa: E402
 
 
 def make_step(width: float, layers: int, vgg: bool):

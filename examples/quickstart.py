@@ -42,7 +42,7 @@ def main() -> None:
 
     import torch
 
-    from pconv_cli.core.unet import PConvUNet, composite
+    from pconv_cli.models.pconv_unet import PConvUNet, composite
 
     photo = np.asarray(Image.open(args.image).convert("RGB"), dtype=np.float32) / 255.0
     height, width = photo.shape[:2]

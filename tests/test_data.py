@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pconv_cli.core.data import (
+from pconv_cli.data.datasets import (
     DataError,
     InfiniteSampler,
     InpaintingDataset,

@@ -9,17 +9,17 @@ import pytest
 import torch
 from reference import cpu_fp16_autocast_supported
 
-from pconv_cli.core.data import (
+from pconv_cli.data.datasets import (
     InfiniteSampler,
     InpaintingDataset,
     MaskSource,
     collate,
     resolve_images,
 )
-from pconv_cli.core.losses import InpaintingLoss, LossWeights
-from pconv_cli.core.training import resolve_config, train
-from pconv_cli.core.unet import build_model
-from pconv_cli.core.weights import read_checkpoint
+from pconv_cli.models.pconv_unet import build_model
+from pconv_cli.train.loop import resolve_config, train
+from pconv_cli.train.losses import InpaintingLoss, LossWeights
+from pconv_cli.weights.checkpoint import read_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 SEED, BATCH, STEPS = 0, 2, 4
@@ -192,7 +192,7 @@ def _fail_on_rank_one(message: str) -> str:
 
 
 def test_a_failing_rank_ends_the_run_with_its_message():
-    from pconv_cli.core.distributed import LaunchError, launch
+    from pconv_cli.train.distributed import LaunchError, launch
 
     with pytest.raises(LaunchError, match=r"^worker rank 1 failed: disk on fire$"):
         launch(_fail_on_rank_one, ("disk on fire",), processes=2)

@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pconv_cli.cli import app
-from pconv_cli.core.masks import save_mask
+from pconv_cli.data.masks import save_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "examples" / "images"
@@ -148,7 +148,7 @@ def test_perfect_predictions_report_inf(tmp_path, small):
     truth.mkdir()
     for path in (tmp_path / "o" / "zeros").glob("*.png"):  # rebuild the truths at mask size
         image_name = path.stem.split("__")[0]
-        from pconv_cli.core.eval_data import map_to_size
+        from pconv_cli.evaluation.pairs import map_to_size
 
         with Image.open(images / f"{image_name}.png") as image:
             map_to_size(image.convert("RGB"), (48, 48), "center").save(truth / path.name)
@@ -173,7 +173,7 @@ def test_partly_perfect_bucket_averages_finite_psnr(tmp_path, small):
     images, masks = small
     ok("-f", images, "-m", masks, "--method", "mean", "--save-outputs", tmp_path / "o")
     mixed = tmp_path / "o" / "mean"
-    from pconv_cli.core.eval_data import map_to_size
+    from pconv_cli.evaluation.pairs import map_to_size
 
     with Image.open(images / "astronaut.png") as image:
         map_to_size(image.convert("RGB"), (48, 48), "center").save(mixed / "astronaut__m0.png")
@@ -186,8 +186,8 @@ def test_partly_perfect_bucket_averages_finite_psnr(tmp_path, small):
 
 
 def test_models_and_methods_side_by_side(tmp_path, small):
-    from pconv_cli.core.unet import build_model
-    from pconv_cli.core.weights import save_checkpoint
+    from pconv_cli.models.pconv_unet import build_model
+    from pconv_cli.weights.checkpoint import save_checkpoint
 
     images, masks = small
     checkpoint = tmp_path / "tiny.safetensors"

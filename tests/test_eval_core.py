@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from pconv_cli.core.baselines import BaselineError, inpaint_classic
-from pconv_cli.core.eval_data import EvalError, ImageEntry, MaskEntry, Pair, PairLoader
-from pconv_cli.core.evaluation import (
+from pconv_cli.data.masks import save_mask
+from pconv_cli.evaluation.baselines import BaselineError, inpaint_classic
+from pconv_cli.evaluation.pairs import EvalError, ImageEntry, MaskEntry, Pair, PairLoader
+from pconv_cli.evaluation.scoring import (
     BucketStats,
     MethodSource,
     Record,
@@ -22,7 +23,6 @@ from pconv_cli.core.evaluation import (
     resolve_device,
     unique_labels,
 )
-from pconv_cli.core.masks import save_mask
 
 
 def test_composite_takes_known_pixels_from_the_truth_and_rounds_half_to_even():
@@ -174,7 +174,7 @@ def test_baselines_module_does_not_need_torch():
     import sys
 
     code = (
-        "import sys, pconv_cli.core.baselines, pconv_cli.core.eval_data\n"
+        "import sys, pconv_cli.evaluation.baselines, pconv_cli.evaluation.pairs\n"
         "print('torch' in sys.modules)\n"
     )
     done = subprocess.run(

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pconv_cli.core.eval_data import (
+from pconv_cli.data.masks import ManifestRow, save_mask, write_manifest
+from pconv_cli.evaluation.pairs import (
     OTHER_BUCKET,
     EvalError,
     ImageEntry,
@@ -20,7 +21,6 @@ from pconv_cli.core.eval_data import (
     map_to_size,
     plan_pairs,
 )
-from pconv_cli.core.masks import ManifestRow, save_mask, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_SET = ROOT / "masks" / "eval-256"
@@ -124,7 +124,7 @@ def entries(n: int, prefix: str) -> list[ImageEntry]:
 
 
 def fake_masks(n: int) -> MaskSet:
-    from pconv_cli.core.eval_data import MaskEntry
+    from pconv_cli.evaluation.pairs import MaskEntry
 
     return MaskSet(Path("m"), tuple(MaskEntry(f"d/m{i}", Path(f"m/d/m{i}.png")) for i in range(n)))
 
@@ -334,7 +334,7 @@ def test_unknown_crop_is_refused():
 
 
 def test_cache_is_bounded_by_bytes_and_keeps_recent_items():
-    from pconv_cli.core.eval_data import _LRU
+    from pconv_cli.evaluation.pairs import _LRU
 
     loads = []
 

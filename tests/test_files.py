@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from pconv_cli.core.files import atomic_write
+from pconv_cli.files import atomic_write
 
 
 def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):

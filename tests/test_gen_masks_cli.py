@@ -226,8 +226,8 @@ def test_unreachable_ratio_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_failure_midway_leaves_no_partial_set(tmp_path: Path, monkeypatch) -> None:
-    from pconv_cli.core import mask_sets as command
-    from pconv_cli.core.masks import MaskError
+    from pconv_cli.data import mask_sets as command
+    from pconv_cli.data.masks import MaskError
 
     calls = []
     real = command.generate_mask
@@ -286,8 +286,8 @@ def test_committed_eval_set_regenerates_byte_identically(tmp_path: Path) -> None
 
 
 def test_failed_overwrite_leaves_no_stale_manifest(tmp_path: Path, monkeypatch) -> None:
-    from pconv_cli.core import mask_sets as command
-    from pconv_cli.core.masks import MaskError
+    from pconv_cli.data import mask_sets as command
+    from pconv_cli.data.masks import MaskError
 
     out = tmp_path / "set"
     assert run(str(out), "-n", "3", "--size", "32").exit_code == 0

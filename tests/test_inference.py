@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pconv_cli.core.inference import (
+from pconv_cli.inpainting import (
     LoadedImage,
     choose_strategy,
     dilate_holes,
@@ -19,7 +19,7 @@ from pconv_cli.core.inference import (
     plan_windows,
     predict,
 )
-from pconv_cli.core.unet import build_model
+from pconv_cli.models.pconv_unet import build_model
 
 
 class SpyModel(torch.nn.Module):

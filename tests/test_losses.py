@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from pconv_cli.core.losses import (
+from pconv_cli.train.losses import (
     InpaintingLoss,
     LossWeights,
     VGG16Features,

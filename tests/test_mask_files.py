@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pconv_cli.core.masks import (
+from pconv_cli.data.masks import (
     MANIFEST_COLUMNS,
     ManifestRow,
     MaskError,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pconv_cli.core import masks
-from pconv_cli.core.masks import (
+from pconv_cli.data import masks
+from pconv_cli.data.masks import (
     DEFAULT_HOLE_RATIO,
     MASK_KINDS,
     MIXED_WEIGHTS,

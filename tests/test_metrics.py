@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from pconv_cli.core.metrics import (
+from pconv_cli.evaluation.metrics import (
     compute_metrics,
     gaussian_kernel1d,
     l1_error,

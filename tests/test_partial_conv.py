@@ -5,7 +5,7 @@ import pytest
 import torch
 from reference import cpu_fp16_autocast_supported, naive_partial_conv
 
-from pconv_cli.core.partial_conv import ChannelMask, PartialConv2d
+from pconv_cli.nn.partial_conv import ChannelMask, PartialConv2d
 
 
 def _random_mask(shape, rng, hole_block=True):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pconv_cli.core import training
-from pconv_cli.core.data import InpaintingDataset, MaskSource, collate, resolve_images
-from pconv_cli.core.training import (
+from pconv_cli.data.datasets import InpaintingDataset, MaskSource, collate, resolve_images
+from pconv_cli.train import loop as training
+from pconv_cli.train.loop import (
     NonFiniteLossError,
     TrainCallbacks,
     TrainingError,
@@ -17,7 +17,7 @@ from pconv_cli.core.training import (
     resolve_config,
     train,
 )
-from pconv_cli.core.weights import load_checkpoint, read_checkpoint
+from pconv_cli.weights.checkpoint import load_checkpoint, read_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
@@ -100,7 +100,7 @@ def test_learning_lowers_hole_l1_on_real_photos(tmp_path):
         return ((out - batch["image"]).abs() * hole).sum().item() / (3 * hole.sum().item())
 
     torch.manual_seed(config.seed)
-    from pconv_cli.core.unet import build_model
+    from pconv_cli.models.pconv_unet import build_model
 
     before = hole_l1(build_model(layers=4, width=0.25))
     train(config)
@@ -283,7 +283,7 @@ def test_finetune_from_an_mmagic_checkpoint(tmp_path):
     """--init takes a published-format file: MMagic's .pth is converted on the fly."""
     from test_weights_formats import _mmagic_checkpoint
 
-    from pconv_cli.core.weights import resolve_weights
+    from pconv_cli.weights.checkpoint import resolve_weights
 
     path = tmp_path / "pconv_256x256_stage2_4x2_places_20200619-1ffed0e8.pth"
     torch.save(_mmagic_checkpoint(), path)

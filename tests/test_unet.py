@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.dense_pconv import DensePConvUNet
-from pconv_cli.core.unet import PConvUNet, UNet, composite, encoder_channels
+from pconv_cli.models.pconv_unet import PConvUNet, UNet, composite, encoder_channels
 
 DATA = Path(__file__).parent / "data"
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from bench.dense_pconv import DensePConvUNet
-from pconv_cli.core.unet import PConvUNet, build_model, encoder_channels
-from pconv_cli.core.weights import (
+from pconv_cli.models.pconv_unet import PConvUNet, build_model, encoder_channels
+from pconv_cli.weights.checkpoint import (
     WeightsError,
     convert_mmagic,
     detect_format,
@@ -386,7 +386,7 @@ def test_wrong_architecture_names_first_mismatching_key_and_shape(tmp_path):
     path = save_checkpoint(tmp_path / "tiny.safetensors", _tiny_model())
     from safetensors.torch import load_file, save_file
 
-    from pconv_cli.core.weights import read_checkpoint
+    from pconv_cli.weights.checkpoint import read_checkpoint
 
     _, meta = read_checkpoint(path)
     save_file(load_file(str(path)), str(path), metadata={**meta, "width": "0.25"})

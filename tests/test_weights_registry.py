@@ -18,8 +18,8 @@ import torch
 from typer.testing import CliRunner
 
 from pconv_cli.cli import app
-from pconv_cli.core import weights as W
-from pconv_cli.core.unet import build_model
+from pconv_cli.models.pconv_unet import build_model
+from pconv_cli.weights import checkpoint as W
 
 
 def _tiny_mmagic_file(path: Path) -> Path:

@@ -1,8 +1,8 @@
 """``pconv eval``: bucketed l1 / PSNR / SSIM of models, classic methods and saved outputs.
 
-A thin layer over :mod:`pconv_cli.core.eval_data` (images, masks, pairing),
-:mod:`pconv_cli.core.evaluation` (sources, scoring) and
-:mod:`pconv_cli.core.eval_report` (JSON, CSV, grid). torch, scikit-image and the
+A thin layer over :mod:`pconv_cli.evaluation.pairs` (images, masks, pairing),
+:mod:`pconv_cli.evaluation.scoring` (sources, scoring) and
+:mod:`pconv_cli.evaluation.report` (JSON, CSV, grid). torch, scikit-image and the
 core are imported inside the command, so ``pconv --help`` stays light.
 """
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-    from pconv_cli.core.evaluation import EvalResult, Source, SourceResult
+    from pconv_cli.evaluation.scoring import EvalResult, Source, SourceResult
 
 DEFAULT_MASKS = "masks/eval-256"
 """The shipped evaluation set (relative to the working directory, else to the repository)."""
@@ -51,8 +51,8 @@ def _check_options(
     outputs: dict[str, Path | None],
 ) -> None:
     """Cheap checks before anything is loaded (exit code 2 = usage error)."""
-    from pconv_cli.core.baselines import METHODS
-    from pconv_cli.core.eval_data import CROP_MODES, DEVICES
+    from pconv_cli.evaluation.baselines import METHODS
+    from pconv_cli.evaluation.pairs import CROP_MODES, DEVICES
 
     if n_sources == 0:
         raise _fail("give at least one prediction source: --weights, --method or --predictions", 2)
@@ -214,10 +214,10 @@ def evaluate(
         n_sources=len(methods) + len(checkpoints) + len(folders),
         outputs={"--json": json_out, "--csv": csv_out, "--grid": grid},
     )
-    from pconv_cli.core.baselines import BaselineError
-    from pconv_cli.core.eval_data import EvalError
-    from pconv_cli.core.masks import MaskError
-    from pconv_cli.core.weights import WeightsError
+    from pconv_cli.data.masks import MaskError
+    from pconv_cli.evaluation.baselines import BaselineError
+    from pconv_cli.evaluation.pairs import EvalError
+    from pconv_cli.weights.checkpoint import WeightsError
 
     try:
         _run(
@@ -263,9 +263,9 @@ def _run(
 ) -> None:
     from rich.console import Console
 
-    from pconv_cli.core.eval_data import PairLoader, list_images, load_mask_set, plan_pairs
-    from pconv_cli.core.eval_report import build_config
-    from pconv_cli.core.evaluation import evaluate
+    from pconv_cli.evaluation.pairs import PairLoader, list_images, load_mask_set, plan_pairs
+    from pconv_cli.evaluation.report import build_config
+    from pconv_cli.evaluation.scoring import evaluate
 
     images = list_images(folder)
     mask_set = load_mask_set(masks, invert=invert_mask)
@@ -312,7 +312,7 @@ def _build_sources(
     methods: list[str], checkpoints: list[str], folders: list[Path], device: str
 ) -> list[Source]:
     """Sources in column order: methods, then weights, then prediction folders."""
-    from pconv_cli.core.evaluation import (
+    from pconv_cli.evaluation.scoring import (
         MethodSource,
         ModelSource,
         PredictionsSource,
@@ -350,8 +350,8 @@ def _write_reports(
     csv_out: Path | None,
     grid: Path | None,
 ) -> list[Path]:
-    from pconv_cli.core.eval_data import EvalError
-    from pconv_cli.core.eval_report import write_csv, write_grid, write_json
+    from pconv_cli.evaluation.pairs import EvalError
+    from pconv_cli.evaluation.report import write_csv, write_grid, write_json
 
     written = []
     try:

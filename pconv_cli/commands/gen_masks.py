@@ -1,6 +1,6 @@
 """``pconv gen-masks``: write a reproducible, optionally NVIDIA-bucketed set of mask PNGs.
 
-Files are PNG mode L, white (255) = hole; see ``pconv_cli.core.mask_sets`` for the
+Files are PNG mode L, white (255) = hole; see ``pconv_cli.data.mask_sets`` for the
 seeding that makes them byte-identical whatever ``--workers``. This module imports
 only typer at load time (``pconv --help`` stays fast); numpy and the mask library
 are imported when the command runs. Never imports torch.
@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from pconv_cli.core.mask_kinds import MASK_KINDS
+from pconv_cli.data.mask_kinds import MASK_KINDS
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from pconv_cli.core.mask_sets import MaskJob
-    from pconv_cli.core.masks import ManifestRow
+    from pconv_cli.data.mask_sets import MaskJob
+    from pconv_cli.data.masks import ManifestRow
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -93,8 +93,8 @@ def gen_masks(
     ),
 ) -> None:
     """Generate seeded inpainting masks (PNG, white = hole) and their manifest.csv."""
-    from pconv_cli.core.mask_sets import plan_jobs
-    from pconv_cli.core.masks import MANIFEST_NAME
+    from pconv_cli.data.mask_sets import plan_jobs
+    from pconv_cli.data.masks import MANIFEST_NAME
 
     mask_size = _resolve_size(size, height, width)
     ratio_range = _validated_ratio_range(
@@ -133,8 +133,8 @@ def _validated_ratio_range(
     nvidia_buckets: bool,
 ) -> tuple[float, float] | None:
     """Check every option before anything is written; return the parsed --hole-ratio."""
-    from pconv_cli.core.mask_sets import HALVES
-    from pconv_cli.core.masks import (
+    from pconv_cli.data.mask_sets import HALVES
+    from pconv_cli.data.masks import (
         NVIDIA_BUCKETS,
         MaskError,
         check_mask_request,
@@ -174,8 +174,8 @@ def _validated_ratio_range(
 
 def _write_mask_set(out_dir: Path, jobs: list[MaskJob], workers: int) -> list[ManifestRow]:
     """Write all masks with a progress bar, then the manifest; on failure none stay."""
-    from pconv_cli.core.mask_sets import write_mask_set
-    from pconv_cli.core.masks import MaskError
+    from pconv_cli.data.mask_sets import write_mask_set
+    from pconv_cli.data.masks import MaskError
 
     try:
         with _progress() as progress:

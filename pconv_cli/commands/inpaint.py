@@ -1,6 +1,6 @@
 """``pconv inpaint``: fill the holes of one image or a folder of images.
 
-A thin wrapper over ``pconv_cli.core.inference`` and ``pconv_cli.core.weights``;
+A thin wrapper over ``pconv_cli.inpainting`` and ``pconv_cli.weights.checkpoint``;
 torch is imported inside the command only. Mask files are white = hole.
 """
 
@@ -122,7 +122,8 @@ def _output_format(job: _Job, loaded_format: str, file_format: str | None) -> st
 
 def _process(job: _Job, model, options: dict, state: dict) -> str:
     """Inpaint one job and write its output; returns a short description."""
-    from pconv_cli.core.inference import (
+    from pconv_cli.data.masks import MaskError, MaskResizedWarning, load_mask
+    from pconv_cli.inpainting import (
         ImageError,
         concat_panels,
         dilate_holes,
@@ -131,7 +132,6 @@ def _process(job: _Job, model, options: dict, state: dict) -> str:
         output_image,
         save_image,
     )
-    from pconv_cli.core.masks import MaskError, MaskResizedWarning, load_mask
 
     if job.problem:
         raise _Failure(job.problem)
@@ -173,8 +173,8 @@ def _run(jobs: list[_Job], weights: str, device_name: str, options: dict, folder
     from rich.markup import escape
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    from pconv_cli.core.devices import DeviceError, resolve_device
-    from pconv_cli.core.weights import WeightsError, load_model
+    from pconv_cli.devices import DeviceError, resolve_device
+    from pconv_cli.weights.checkpoint import WeightsError, load_model
 
     start = time.perf_counter()
     try:

@@ -1,4 +1,4 @@
-"""``pconv train`` and ``pconv finetune``: thin wrappers over ``pconv_cli.core.training``.
+"""``pconv train`` and ``pconv finetune``: thin wrappers over ``pconv_cli.train.loop``.
 
 Options left unset fall back to the stage defaults, then the preset, then the
 built-in defaults (see ``TrainConfig``). torch is imported inside the commands.
@@ -24,18 +24,18 @@ def _run(overrides: dict[str, Any], *, resume: bool) -> None:
     from rich.markup import escape
 
     console = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line
-    from pconv_cli.core.data import DataError
-    from pconv_cli.core.devices import DeviceError
-    from pconv_cli.core.distributed import LaunchError
-    from pconv_cli.core.losses import VGGWeightsError
-    from pconv_cli.core.masks import MaskError
-    from pconv_cli.core.training import (
+    from pconv_cli.data.datasets import DataError
+    from pconv_cli.data.masks import MaskError
+    from pconv_cli.devices import DeviceError
+    from pconv_cli.train.distributed import LaunchError
+    from pconv_cli.train.loop import (
         TrainingError,
         TrainingInterrupted,
         resolve_config,
         train,
     )
-    from pconv_cli.core.weights import WeightsError
+    from pconv_cli.train.losses import VGGWeightsError
+    from pconv_cli.weights.checkpoint import WeightsError
 
     expected = (
         TrainingError, DataError, DeviceError, VGGWeightsError, MaskError, WeightsError,
@@ -75,9 +75,9 @@ def _launch_workers(config) -> dict[str, Any]:
     """``--gpus N`` / ``--nproc N``: N local workers through torch's elastic launcher."""
     from dataclasses import asdict
 
-    from pconv_cli.core.devices import resolve_device
-    from pconv_cli.core.distributed import check_world_size, launch
-    from pconv_cli.core.training import preflight, run_worker
+    from pconv_cli.devices import resolve_device
+    from pconv_cli.train.distributed import check_world_size, launch
+    from pconv_cli.train.loop import preflight, run_worker
 
     device = resolve_device("cuda" if config.gpus else config.device)
     check_world_size(config.processes, device)
@@ -377,7 +377,7 @@ def train(
 def _loss_weights(**given: float | None) -> dict[str, float] | None:
     if all(v is None for v in given.values()):
         return None
-    from pconv_cli.core.losses import LossWeights
+    from pconv_cli.train.losses import LossWeights
 
     weights = LossWeights().as_dict()
     weights.update({k: v for k, v in given.items() if v is not None})

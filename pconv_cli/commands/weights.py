@@ -38,7 +38,7 @@ def list_command() -> None:
     """Print the registry: source, data, architecture, conventions, published scores, cache."""
     from rich.table import Table
 
-    from pconv_cli.core.weights import cached_weights_path, list_weights
+    from pconv_cli.weights.checkpoint import cached_weights_path, list_weights
 
     console = _console()
     table = Table(title="pconv published weights", show_lines=True)
@@ -76,7 +76,7 @@ def download_command(
     """Download published weights into torch.hub's cache (for offline use later)."""
     from rich.markup import escape
 
-    from pconv_cli.core.weights import REGISTRY, WeightsError, fetch_weights, get_weights
+    from pconv_cli.weights.checkpoint import REGISTRY, WeightsError, fetch_weights, get_weights
 
     console = _console()
     failed = False
@@ -100,7 +100,7 @@ def convert_command(
     """Convert weights (MMagic, naoto0804, ...) into a pconv safetensors checkpoint."""
     from rich.markup import escape
 
-    from pconv_cli.core.weights import (
+    from pconv_cli.weights.checkpoint import (
         WeightsError,
         model_from_weights,
         resolve_weights,

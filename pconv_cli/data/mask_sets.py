@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pconv_cli.core.masks import (
+from pconv_cli.data.masks import (
     MANIFEST_NAME,
     NVIDIA_BUCKETS,
     ManifestRow,

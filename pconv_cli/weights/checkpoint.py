@@ -10,7 +10,7 @@ Published weights (:data:`REGISTRY`, in the spirit of torchvision's weights enum
 are downloaded into torch.hub's cache (``torch.hub.get_dir()/checkpoints``) with
 their sha256 prefix checked, then converted to pconv's conventions:
 
-- state dict keys of :class:`~pconv_cli.core.unet.PConvUNet`;
+- state dict keys of :class:`~pconv_cli.models.pconv_unet.PConvUNet`;
 - RGB channel order (MMagic's nets were trained on BGR images);
 - pconv's partial conv ``W^T(X*M) * sum(1)/sum(M) + b`` (naoto0804's layer has no
   ``sum(1)`` factor, so its weights are divided by ``C_in*k*k``);
@@ -40,8 +40,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pconv_cli.core.files import atomic_write
-from pconv_cli.core.unet import InpaintingModel, build_model
+from pconv_cli.files import atomic_write
+from pconv_cli.models.pconv_unet import InpaintingModel, build_model
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -98,7 +98,7 @@ class WeightsEntry:
     the 8 hex digits in MMagic's file names); ``None`` means no hash is published
     and the download is not checked. ``colour_order`` and ``normalization``
     describe the *original* weights; after conversion every entry runs on RGB
-    images in [0, 1] through :class:`~pconv_cli.core.unet.InpaintingModel`.
+    images in [0, 1] through :class:`~pconv_cli.models.pconv_unet.InpaintingModel`.
     ``metrics`` maps an evaluation set to the publisher's scores.
     """
 
@@ -675,7 +675,7 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> InpaintingModel
     """``--weights SPEC`` (registry name or path, any supported format) -> model in eval mode.
 
     The model takes RGB images in [0, 1] and masks with 1 = valid (see
-    :class:`~pconv_cli.core.unet.InpaintingModel`); its metadata is in
+    :class:`~pconv_cli.models.pconv_unet.InpaintingModel`); its metadata is in
     ``model.weights_metadata``.
     """
     state, metadata = resolve_weights(spec)

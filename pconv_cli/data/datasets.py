@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Sampler
 
-from pconv_cli.core import masks as mask_lib
+from pconv_cli.data import masks as mask_lib
 
 __all__ = [
     "CROP_MODES",

@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from PIL import Image, ImageDraw
 
-from pconv_cli.core.data import (
+from pconv_cli.data.datasets import (
     DataError,
     InfiniteSampler,
     InpaintingDataset,
@@ -43,24 +43,24 @@ from pconv_cli.core.data import (
     collate,
     resolve_images,
 )
-from pconv_cli.core.devices import DeviceError, resolve_device
-from pconv_cli.core.distributed import (
+from pconv_cli.data.masks import MaskError
+from pconv_cli.devices import DeviceError, resolve_device
+from pconv_cli.files import atomic_write
+from pconv_cli.models.pconv_unet import InpaintingModel, build_model, composite
+from pconv_cli.train.distributed import (
     DistContext,
     all_reduce_mean,
     context_from_env,
     convert_sync_batchnorm,
     init_process_group,
 )
-from pconv_cli.core.files import atomic_write
-from pconv_cli.core.losses import (
+from pconv_cli.train.losses import (
     InpaintingLoss,
     LossWeights,
     VGGWeightsError,
     load_vgg16_features,
 )
-from pconv_cli.core.masks import MaskError
-from pconv_cli.core.unet import InpaintingModel, build_model, composite
-from pconv_cli.core.weights import (
+from pconv_cli.weights.checkpoint import (
     WeightsError,
     load_state_dict_strict,
     read_checkpoint,

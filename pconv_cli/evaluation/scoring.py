@@ -1,13 +1,13 @@
 """The ``pconv eval`` harness: prediction sources, scoring and streaming aggregation.
 
-Every source gives a raw output for a batch of pairs (:mod:`pconv_cli.core.eval_data`).
+Every source gives a raw output for a batch of pairs (:mod:`pconv_cli.evaluation.pairs`).
 The harness then treats all sources alike:
 
 1. **composite**: hole pixels from the output, known pixels from the truth;
 2. **quantise**: the composite is rounded to uint8 (float outputs are clamped to
    [0, 1], times 255, rounded half to even), i.e. exactly what a saved PNG holds, so
    ``--predictions DIR`` on saved outputs scores the same as the method itself;
-3. **score**: l1 / PSNR / SSIM of :mod:`pconv_cli.core.metrics` against the truth.
+3. **score**: l1 / PSNR / SSIM of :mod:`pconv_cli.evaluation.metrics` against the truth.
 
 Per-image values are folded into per-bucket running sums as they come and, when
 asked for, spooled to a temporary file (for ``--json``): memory stays flat
@@ -37,14 +37,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pconv_cli.core.baselines import (
+from pconv_cli.data.masks import NVIDIA_BUCKETS, format_ratio_range
+from pconv_cli.evaluation.baselines import (
     OPENCV_METHODS,
     OPENCV_RADIUS,
     BaselineError,
     check_method,
     inpaint_classic,
 )
-from pconv_cli.core.eval_data import (
+from pconv_cli.evaluation.metrics import METRIC_NAMES, compute_metrics
+from pconv_cli.evaluation.pairs import (
     DEVICES,
     Batch,
     EvalError,
@@ -54,9 +56,7 @@ from pconv_cli.core.eval_data import (
     iter_batches,
     load_rgb,
 )
-from pconv_cli.core.files import atomic_write
-from pconv_cli.core.masks import NVIDIA_BUCKETS, format_ratio_range
-from pconv_cli.core.metrics import METRIC_NAMES, compute_metrics
+from pconv_cli.files import atomic_write
 
 __all__ = [
     "DEVICES",
@@ -81,8 +81,8 @@ __all__ = [
 
 def resolve_device(name: str) -> torch.device:
     """``--device``: ``auto`` -> CUDA, else MPS, else CPU (shared with the other commands)."""
-    from pconv_cli.core.devices import DeviceError
-    from pconv_cli.core.devices import resolve_device as resolve
+    from pconv_cli.devices import DeviceError
+    from pconv_cli.devices import resolve_device as resolve
 
     if name not in DEVICES:
         raise EvalError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
@@ -95,10 +95,10 @@ def resolve_device(name: str) -> torch.device:
 def load_weights(spec: str, device: torch.device) -> tuple[torch.nn.Module, dict[str, str]]:
     """The model and its metadata for ``--weights SPEC``: a published name or a weights file.
 
-    Goes through :func:`pconv_cli.core.weights.load_model`, as ``pconv inpaint`` does,
+    Goes through :func:`pconv_cli.weights.checkpoint.load_model`, as ``pconv inpaint`` does,
     so every format and registry entry it knows works here too (raises ``WeightsError``).
     """
-    from pconv_cli.core.weights import load_model
+    from pconv_cli.weights.checkpoint import load_model
 
     model = load_model(spec, device)
     return model, dict(getattr(model, "weights_metadata", {}))
@@ -132,7 +132,7 @@ class Source:
 
 
 class MethodSource(Source):
-    """A classic baseline of :mod:`pconv_cli.core.baselines`, image by image on the CPU."""
+    """A classic baseline of :mod:`pconv_cli.evaluation.baselines`, image by image on the CPU."""
 
     kind = "method"
 

@@ -3,7 +3,7 @@
 Conventions:
 
 - ``image``: uint8 RGB array (H, W, 3), the upright picture (EXIF already applied).
-- ``hole``: bool array (H, W), **True = hole** (as :func:`pconv_cli.core.masks.load_mask`
+- ``hole``: bool array (H, W), **True = hole** (as :func:`pconv_cli.data.masks.load_mask`
   returns it). The torch side uses the opposite: float mask, 1 = valid.
 - Results are uint8 RGB of the same size in which every known pixel is
   byte-identical to ``image``: only hole pixels are ever written.
@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import Tensor, nn
 
-from pconv_cli.core.files import atomic_write
-from pconv_cli.core.unet import composite
+from pconv_cli.files import atomic_write
+from pconv_cli.models.pconv_unet import composite
 
 __all__ = [
     "DEFAULT_CROP_TRIGGER",

@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pconv_cli.core.files import atomic_write
-from pconv_cli.core.mask_kinds import MASK_KINDS
+from pconv_cli.data.mask_kinds import MASK_KINDS
+from pconv_cli.files import atomic_write
 
 NVIDIA_BUCKETS: tuple[tuple[float, float], ...] = (
     (0.01, 0.1),

@@ -1,6 +1,6 @@
 """Report files of ``pconv eval``: JSON, CSV and the best/worst grid PNG.
 
-Every file is written with :func:`pconv_cli.core.files.atomic_write` after scoring
+Every file is written with :func:`pconv_cli.files.atomic_write` after scoring
 has finished, so a failed or interrupted run leaves no partial report.
 
 - JSON (strict: no NaN/Infinity tokens): ``{"pconv_version", "config",
@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pconv_cli import __version__
-from pconv_cli.core.evaluation import EvalResult, GridPick, SummaryRow, json_number
-from pconv_cli.core.files import atomic_write
+from pconv_cli.evaluation.scoring import EvalResult, GridPick, SummaryRow, json_number
+from pconv_cli.files import atomic_write
 
 __all__ = [
     "CSV_COLUMNS",

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pconv_cli.core.partial_conv import ChannelMask, PartialConv2d
+from pconv_cli.nn.partial_conv import ChannelMask, PartialConv2d
 
 __all__ = [
     "InpaintingModel",

@@ -34,8 +34,7 @@ from typing import Generic, TypeVar
 import numpy as np
 from PIL import Image, ImageOps
 
-from pconv_cli.core.devices import DEVICE_CHOICES
-from pconv_cli.core.masks import (
+from pconv_cli.data.masks import (
     MANIFEST_NAME,
     MaskError,
     bucket_label,
@@ -44,6 +43,7 @@ from pconv_cli.core.masks import (
     read_manifest,
     touches_border,
 )
+from pconv_cli.devices import DEVICE_CHOICES
 
 __all__ = [
     "CROP_MODES",
@@ -71,8 +71,8 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".ti
 """Suffixes (any case) of the image, mask and prediction files ``pconv eval`` reads."""
 
 CROP_MODES: tuple[str, ...] = ("center", "resize")
-DEVICES: tuple[str, ...] = DEVICE_CHOICES  # torch-free: see pconv_cli.core.devices
-"""``--device`` choices (resolved by :func:`pconv_cli.core.evaluation.resolve_device`)."""
+DEVICES: tuple[str, ...] = DEVICE_CHOICES  # torch-free: see pconv_cli.devices
+"""``--device`` choices (resolved by :func:`pconv_cli.evaluation.scoring.resolve_device`)."""
 PAIRING_MODES: tuple[str, ...] = ("cycle", "all")
 """Named pairing rules; any other ``--pairing`` value is a CSV file of pairs."""
 
