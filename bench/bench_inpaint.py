@@ -36,7 +36,7 @@ PHOTO = ROOT / "examples" / "images" / "astronaut.jpg"
 
 BASELINE = """
 import sys, torch{extra}
-from pconv_cli.models.pconv_unet import UNet
+from pconv_cli.models.unet import UNet
 torch.set_num_threads({threads})
 net = UNet(layers=7).eval()
 x = torch.rand(1, 3, 512, 512)
@@ -69,7 +69,7 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 def make_inputs(folder: Path) -> dict[str, Path]:
     """512 px photo + irregular mask, 4000x3000 photo + small holes, a 7-level checkpoint."""
     from pconv_cli.data.masks import generate_mask, save_mask
-    from pconv_cli.models.pconv_unet import build_model
+    from pconv_cli.models import build_model
     from pconv_cli.weights.checkpoint import save_checkpoint
 
     photo = Image.open(PHOTO).convert("RGB")

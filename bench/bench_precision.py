@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pconv_cli.models.pconv_unet import build_model
+from pconv_cli.models import build_model
 from pconv_cli.train.losses import InpaintingLoss, VGG16Features
 
 
@@ -35,7 +35,7 @@ def make_batch(batch: int, size: int):
 
 def make_step(*, channels_last: bool, dtype, compile_model: bool, vgg: bool, device):
     torch.manual_seed(0)
-    model = build_model(layers=7).to(device).train()
+    model = build_model("pconv", layers=7).to(device).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = InpaintingLoss(vgg=VGG16Features() if vgg else None).to(device)

@@ -28,13 +28,13 @@ from pconv_cli.data.datasets import (  # noqa: E402
     collate,
     resolve_images,
 )
-from pconv_cli.models.pconv_unet import build_model  # noqa: E402
+from pconv_cli.models import build_model  # noqa: E402
 from pconv_cli.train.losses import InpaintingLoss, VGG16Features  # noqa: E402
 
 
 def make_step(width: float, layers: int, vgg: bool):
     torch.manual_seed(0)
-    model = build_model(layers=layers, width=width).train()
+    model = build_model("pconv", layers=layers, width=width).train()
     loss_fn = InpaintingLoss(vgg=VGG16Features() if vgg else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
 

@@ -42,7 +42,8 @@ def main() -> None:
 
     import torch
 
-    from pconv_cli.models.pconv_unet import PConvUNet, composite
+    from pconv_cli.models import composite
+    from pconv_cli.models.pconv_unet import PConvUNet
 
     photo = np.asarray(Image.open(args.image).convert("RGB"), dtype=np.float32) / 255.0
     height, width = photo.shape[:2]

@@ -1,7 +1,10 @@
 """pconv: image inpainting with partial convolutions.
 
-Importing this package is cheap: it never imports torch. The model code lives in
-``pconv_cli.core`` (``partial_conv``, ``unet``, ...), imported on demand.
+Importing this package is cheap: it never imports torch. The library lives in
+its subpackages, imported on demand: ``nn`` (layers), ``models`` (families and
+their registry), ``weights`` (checkpoints, zoo, converters), ``data`` (images,
+masks, datasets), ``train`` (tasks and the training loop), ``evaluation`` and
+``inpainting``.
 """
 
 __version__ = "0.1.0"

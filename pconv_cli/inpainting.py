@@ -1,10 +1,11 @@
-"""Inpainting whole images with a model: strategies, uint8 compositing, mask dilation, image files.
+"""Inpainting whole images and folders with a model: strategies, mask dilation, batch jobs.
 
 Conventions:
 
 - ``image``: uint8 RGB array (H, W, 3), the upright picture (EXIF already applied).
 - ``hole``: bool array (H, W), **True = hole** (as :func:`pconv_cli.data.masks.load_mask`
-  returns it). The torch side uses the opposite: float mask, 1 = valid.
+  returns it; mask *files* are white = hole). The torch side uses the opposite:
+  float mask, 1 = valid.
 - Results are uint8 RGB of the same size in which every known pixel is
   byte-identical to ``image``: only hole pixels are ever written.
 
@@ -24,18 +25,32 @@ Strategies (``strategy=``):
 
 from __future__ import annotations
 
-import os
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor, nn
 
-from pconv_cli.files import atomic_write
-from pconv_cli.models.pconv_unet import composite
+from pconv_cli.data.images import (
+    IMAGE_SUFFIXES,
+    SUFFIX_OF_FORMAT,
+    ImageError,
+    LoadedImage,
+    find_images,
+    format_for_suffix,
+    load_image,
+    output_image,
+    save_image,
+    to_uint8,
+)
+from pconv_cli.data.masks import MaskError, MaskResizedWarning, load_mask
+from pconv_cli.data.panels import PanelRow, hole_panel, panel_grid
+from pconv_cli.models.inpainting import composite
 
 __all__ = [
     "DEFAULT_CROP_TRIGGER",
@@ -43,20 +58,22 @@ __all__ = [
     "DEFAULT_MIN_WINDOW",
     "DEFAULT_RESIZE_LIMIT",
     "STRATEGIES",
-    "ImageError",
+    "InpaintJob",
+    "InpaintOptions",
     "InpaintResult",
-    "LoadedImage",
+    "JobResult",
+    "RequestError",
     "Window",
     "choose_strategy",
     "concat_panels",
     "dilate_holes",
+    "inpaint_file",
+    "inpaint_files",
     "inpaint_image",
     "inpaint_tensor",
-    "load_image",
-    "output_image",
+    "plan_jobs",
     "plan_windows",
     "predict",
-    "save_image",
 ]
 
 STRATEGIES = ("auto", "full", "crop", "resize")
@@ -68,10 +85,6 @@ DEFAULT_MIN_WINDOW = 256
 """Smallest ``crop`` window side (MMagic's nets were trained on 256x256 images)."""
 DEFAULT_RESIZE_LIMIT = 1024
 """``resize`` shrinks images whose long side is larger than this."""
-
-
-class ImageError(ValueError):
-    """An image that cannot be read or written; the message is one line for the CLI."""
 
 
 # --------------------------------------------------------------------------- model passes
@@ -108,10 +121,6 @@ def predict(model: nn.Module, image: np.ndarray, hole: np.ndarray) -> np.ndarray
     with torch.inference_mode():
         output = model(x, mask).clamp_(0.0, 1.0)
     return output[0].permute(1, 2, 0).float().cpu().numpy()
-
-
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- mask helpers
@@ -246,13 +255,8 @@ class InpaintResult:
     windows: list[Window] = field(default_factory=list)
 
 
-def _size_multiple(model: nn.Module) -> int:
-    net = getattr(model, "net", model)
-    return int(getattr(net, "size_multiple", 1))
-
-
 def _paste(result: np.ndarray, output: np.ndarray, hole: np.ndarray) -> None:
-    result[hole] = _to_uint8(output[hole])
+    result[hole] = to_uint8(output[hole])
 
 
 def _inpaint_resized(
@@ -304,7 +308,7 @@ def inpaint_image(
         _paste(result, output, hole)
         return InpaintResult(result, strategy, [window])
     if strategy == "crop":
-        multiple = _size_multiple(model)
+        multiple = int(getattr(model, "size_multiple", 1))
         windows = plan_windows(
             hole, margin=margin, min_size=max(min_window, multiple), multiple=multiple
         )
@@ -318,143 +322,192 @@ def inpaint_image(
     return InpaintResult(result, strategy, [whole])
 
 
-# --------------------------------------------------------------------------- image files
+def concat_panels(loaded: LoadedImage, hole: np.ndarray, rgb: np.ndarray) -> Image.Image:
+    """input | mask (white = hole) | result, side by side, RGB."""
+    return panel_grid([PanelRow([loaded.rgb, hole_panel(hole), rgb])])
 
-_KEEP_MODES = ("RGB", "RGBA", "L", "LA")
-_EXIF_FORMATS = ("JPEG", "PNG", "WEBP")
-_ICC_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
+
+# --------------------------------------------------------------------------- files and folders
+
+
+class RequestError(ValueError):
+    """A request that cannot be planned (a usage error); ``option`` names the culprit."""
+
+    def __init__(self, message: str, option: str):
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass
-class LoadedImage:
-    """An image file, upright (EXIF orientation applied), as pconv inpaints it.
+class InpaintJob:
+    """One image, its ``mask`` file and ``out`` path, or the ``problem`` that stops it."""
 
-    ``rgb``: uint8 (H, W, 3) fed to the net; ``upright``: the upright PIL image in
-    its own mode; ``format``: the file's format (``"JPEG"``, ``"PNG"``...);
-    ``exif``: EXIF bytes without the orientation tag (or None); ``icc_profile``;
-    ``jpeg_subsampling``: the input's chroma subsampling (-1 = unknown).
+    image: Path
+    mask: Path | None
+    out: Path
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class InpaintOptions:
+    """How every job of a run is done (see :func:`inpaint_image` for the strategy options).
+
+    ``file_format``: Pillow format of the outputs (None: the output suffix's, else
+    the input's); ``quality``: JPEG/WebP quality; ``concat``: write input | mask |
+    result instead of the result; ``dilate``: grow holes by that many pixels;
+    ``invert_mask``: mask files are black = hole.
     """
 
-    path: Path
-    rgb: np.ndarray
-    upright: Image.Image
-    format: str
-    exif: bytes | None = None
-    icc_profile: bytes | None = None
-    jpeg_subsampling: int = -1
+    invert_mask: bool = False
+    dilate: int = 0
+    strategy: str = "auto"
+    margin: int = DEFAULT_MARGIN
+    min_window: int = DEFAULT_MIN_WINDOW
+    resize_limit: int = DEFAULT_RESIZE_LIMIT
+    crop_trigger: int = DEFAULT_CROP_TRIGGER
+    file_format: str | None = None
+    quality: int | None = None
+    concat: bool = False
+
+
+@dataclass
+class JobResult:
+    """What became of a job: the strategy and passes that ran, or a one-line ``error``.
+
+    ``mask_note`` is the warning of a mask resized to its image, if any.
+    """
+
+    job: InpaintJob
+    strategy: str | None = None
+    passes: int = 0
+    error: str | None = None
+    mask_note: str | None = None
 
     @property
-    def size(self) -> tuple[int, int]:
-        """(height, width)."""
-        return self.rgb.shape[0], self.rgb.shape[1]
+    def ok(self) -> bool:
+        return self.error is None
 
 
-def load_image(path: str | os.PathLike[str]) -> LoadedImage:
-    """Read an image file upright: EXIF orientation applied, other EXIF kept.
+def _mask_index(folder: Path) -> dict[str, list[Path]]:
+    index: dict[str, list[Path]] = {}
+    for path in find_images(folder, recursive=False):
+        index.setdefault(path.stem, []).append(path)
+    return index
 
-    RGB, RGBA, L and LA stay as they are; 16-bit grey becomes 8-bit L, palette and
-    other modes become RGB (RGBA with transparency).
+
+def _mask_for(
+    image: Path, mask: Path, index: dict[str, list[Path]] | None
+) -> tuple[Path | None, str | None]:
+    if index is None:
+        return mask, None
+    found = index.get(image.stem, [])
+    if not found:
+        return None, f"no mask named {image.stem}.* in {mask}"
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        return None, f"several masks match {image.name} in {mask}: {names}"
+    return found[0], None
+
+
+def plan_jobs(
+    source: Path, mask: Path, out: Path, file_format: str | None = None
+) -> list[InpaintJob]:
+    """The jobs of ``pconv inpaint SOURCE --mask MASK -o OUT``; a bad request is a RequestError.
+
+    ``source`` is an image or a folder (not recursive); ``mask`` one mask file for
+    every image or a folder of masks matched by file stem (``photo.jpg`` <-
+    ``photo.png``); ``out`` a file or an existing folder for one image, a folder
+    (never the input folder) for a folder. Per-image problems (no matching mask,
+    two outputs with one name) are recorded in the job, not raised.
     """
-    path = Path(path)
+    if not source.exists():
+        raise RequestError(f"{source} does not exist", "IMAGE|DIR")
+    if not mask.exists():
+        raise RequestError(f"{mask} does not exist", "--mask")
+    index = _mask_index(mask) if mask.is_dir() else None
+    if source.is_file():
+        if out.is_dir():
+            suffix = SUFFIX_OF_FORMAT[file_format] if file_format else source.suffix
+            out = out / f"{source.stem}{suffix}"
+        elif file_format and format_for_suffix(out.suffix) not in (None, file_format):
+            raise RequestError(
+                f"--format {file_format.lower()} but -o {out} says otherwise", "--format"
+            )
+        found, problem = _mask_for(source, mask, index)
+        return [InpaintJob(source, found, out, problem)]
+    if out.exists() and not out.is_dir():
+        raise RequestError(f"{out} is a file; a folder input needs an output folder", "-o")
+    if out.resolve() == source.resolve():
+        raise RequestError("the output folder must differ from the input folder", "-o")
+    images = find_images(source, recursive=False)
+    if not images:
+        raise RequestError(
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}", "IMAGE|DIR"
+        )
+    jobs: list[InpaintJob] = []
+    taken: dict[Path, Path] = {}
+    for image in images:
+        name = f"{image.stem}{SUFFIX_OF_FORMAT[file_format]}" if file_format else image.name
+        target = out / name
+        found, problem = _mask_for(image, mask, index)
+        if target in taken:
+            problem = f"its output {target.name} would overwrite that of {taken[target].name}"
+        taken.setdefault(target, image)
+        jobs.append(InpaintJob(image, found, target, problem))
+    return jobs
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).splitlines()
+    return text[0] if text and text[0] else type(error).__name__
+
+
+def inpaint_file(model: nn.Module, job: InpaintJob, options: InpaintOptions) -> JobResult:
+    """Read ``job``'s image and mask, inpaint, write the output atomically.
+
+    Expected failures (unreadable files, a mask problem, out of memory) come back
+    as ``JobResult.error``; nothing is written then.
+    """
+    result = JobResult(job)
+    if job.problem:
+        result.error = job.problem
+        return result
     try:
-        with Image.open(path) as source:
-            source.load()
-            file_format = source.format or "PNG"
-            subsampling = -1
-            if file_format == "JPEG":
-                from PIL import JpegImagePlugin
-
-                subsampling = JpegImagePlugin.get_sampling(source)
-            upright = ImageOps.exif_transpose(source)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise ImageError(f"cannot read image {path}: {reason}") from None
-    if upright.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: keep the top 8 bits
-        upright = Image.fromarray((np.asarray(upright).astype(np.int64) >> 8).astype(np.uint8), "L")
-    if upright.mode not in _KEEP_MODES:
-        has_alpha = upright.mode in ("PA", "RGBa", "La") or "transparency" in upright.info
-        upright = upright.convert("RGBA" if has_alpha else "RGB")
-    exif = upright.getexif()
-    exif.pop(0x0112, None)
-    return LoadedImage(
-        path=path,
-        rgb=np.asarray(upright.convert("RGB")),
-        upright=upright,
-        format=file_format,
-        exif=exif.tobytes() if len(exif) else None,
-        icc_profile=upright.info.get("icc_profile"),
-        jpeg_subsampling=subsampling,
-    )
-
-
-def output_image(loaded: LoadedImage, rgb: np.ndarray, hole: np.ndarray) -> Image.Image:
-    """The result in the input's mode: RGB/RGBA/L/LA, with alpha and known pixels kept.
-
-    For ``L``/``LA`` inputs only hole pixels take the luma of ``rgb``; alpha is
-    always the input's.
-    """
-    mode = loaded.upright.mode
-    if mode == "RGB":
-        return Image.fromarray(rgb, "RGB")
-    original = np.array(loaded.upright)
-    if mode in ("L", "LA"):
-        luma = np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
-        if mode == "L":
-            original[hole] = luma[hole]
+        loaded = load_image(job.image)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MaskResizedWarning)
+            hole = load_mask(job.mask, size=loaded.size, invert=options.invert_mask)
+        notes = [w for w in caught if issubclass(w.category, MaskResizedWarning)]
+        result.mask_note = str(notes[0].message) if notes else None
+        hole = dilate_holes(hole, options.dilate)
+        filled = inpaint_image(
+            model,
+            loaded.rgb,
+            hole,
+            strategy=options.strategy,
+            margin=options.margin,
+            min_window=options.min_window,
+            resize_limit=options.resize_limit,
+            crop_trigger=options.crop_trigger,
+        )
+        if options.concat:
+            picture = concat_panels(loaded, hole, filled.image)
         else:
-            original[..., 0][hole] = luma[hole]
-        return Image.fromarray(original, mode)
-    original[..., :3] = rgb  # RGBA
-    return Image.fromarray(original, "RGBA")
+            picture = output_image(loaded, filled.image, hole)
+        file_format = (
+            options.file_format or format_for_suffix(job.out.suffix) or loaded.format
+        )
+        save_image(job.out, picture, loaded, file_format=file_format, quality=options.quality)
+    except (ImageError, MaskError, RuntimeError) as error:  # RuntimeError: e.g. out of memory
+        result.error = _first_line(error)
+        return result
+    result.strategy, result.passes = filled.strategy, len(filled.windows)
+    return result
 
 
-def concat_panels(loaded: LoadedImage, hole: np.ndarray, rgb: np.ndarray) -> Image.Image:
-    """input | mask (white = hole) | result, side by side, RGB."""
-    mask = np.repeat((hole.view(np.uint8) * np.uint8(255))[..., None], 3, axis=2)
-    return Image.fromarray(np.concatenate([loaded.rgb, mask, rgb], axis=1), "RGB")
-
-
-def _save_options(
-    image: Image.Image, loaded: LoadedImage, file_format: str, quality: int | None
-) -> tuple[Image.Image, dict]:
-    options: dict = {}
-    if file_format == "JPEG":
-        if image.mode in ("RGBA", "LA"):
-            image = image.convert(image.mode[:-1])
-        options["quality"] = 95 if quality is None else quality
-        if loaded.format == "JPEG" and loaded.jpeg_subsampling >= 0:
-            options["subsampling"] = loaded.jpeg_subsampling
-    elif file_format == "WEBP":
-        options["quality"] = 95 if quality is None else quality
-    elif quality is not None and file_format != "PNG":
-        options["quality"] = quality
-    if loaded.exif and file_format in _EXIF_FORMATS:
-        options["exif"] = loaded.exif
-    if loaded.icc_profile and file_format in _ICC_FORMATS:
-        options["icc_profile"] = loaded.icc_profile
-    return image, options
-
-
-def save_image(
-    path: str | os.PathLike[str],
-    image: Image.Image,
-    loaded: LoadedImage,
-    *,
-    file_format: str | None = None,
-    quality: int | None = None,
-) -> Path:
-    """Write ``image`` atomically in ``file_format`` (default: the input's format).
-
-    JPEG/WebP quality defaults to 95; the input's EXIF (without orientation), ICC
-    profile and JPEG chroma subsampling are kept where the format allows.
-    """
-    file_format = (file_format or loaded.format).upper()
-    image, options = _save_options(image, loaded, file_format, quality)
-
-    def save(tmp: Path) -> None:
-        image.save(tmp, format=file_format, **options)
-
-    try:
-        return atomic_write(path, save)
-    except (OSError, ValueError, KeyError) as error:
-        raise ImageError(f"cannot write {path} as {file_format}: {error}") from None
+def inpaint_files(
+    model: nn.Module, jobs: Iterable[InpaintJob], options: InpaintOptions
+) -> Iterator[JobResult]:
+    """:func:`inpaint_file` for every job, in order (a generator: results as they finish)."""
+    for job in jobs:
+        yield inpaint_file(model, job, options)

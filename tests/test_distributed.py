@@ -16,10 +16,10 @@ from pconv_cli.data.datasets import (
     collate,
     resolve_images,
 )
-from pconv_cli.models.pconv_unet import build_model
-from pconv_cli.train.loop import resolve_config, train
+from pconv_cli.models import build_model
+from pconv_cli.train import resolve_config, train
 from pconv_cli.train.losses import InpaintingLoss, LossWeights
-from pconv_cli.weights.checkpoint import read_checkpoint
+from pconv_cli.weights import read_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 SEED, BATCH, STEPS = 0, 2, 4
@@ -40,7 +40,7 @@ def _train_cli(out: Path, *extra: str) -> None:
 
 
 def _state(run: Path) -> dict[str, torch.Tensor]:
-    return read_checkpoint(run / "last.safetensors")[0]
+    return read_checkpoint(run / "last.safetensors").net_state()
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +54,14 @@ def ddp_run(tmp_path_factory) -> Path:
 def _accumulation_reference(steps: int, world: int) -> dict[str, torch.Tensor]:
     """One process: per step, each rank's micro-batch in turn, gradients averaged."""
     config = resolve_config(
-        {"data": str(EXAMPLES), "out": "unused", "layers": 4, "width": 0.125, "size": 32,
-         "lr": 1e-3, "vgg_weights": "none"}
+        {"data": str(EXAMPLES), "out": "unused", "model": {"layers": 4, "width": 0.125},
+         "size": 32, "lr": 1e-3, "vgg_weights": "none"}
     )  # fmt: skip
     dataset = InpaintingDataset(
         resolve_images(EXAMPLES), MaskSource.parse("irregular"), size=32, seed=SEED
     )
     torch.manual_seed(SEED)
-    model = build_model(layers=4, width=0.125).train()
+    model = build_model("pconv", layers=4, width=0.125).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = InpaintingLoss(LossWeights(**config.loss_weights), vgg=None)
     streams = [iter(InfiniteSampler(len(dataset), seed=SEED, rank=r, num_replicas=world))
@@ -97,8 +97,9 @@ def test_only_rank_zero_writes(ddp_run):
 
 def test_sync_bn_equals_one_process_with_the_global_batch(tmp_path):
     _train_cli(tmp_path / "ddp", *ARGS, "--steps", "3", "--nproc", "2", "--sync-bn")
-    single = resolve_config({"data": str(EXAMPLES), "out": str(tmp_path / "one"), "layers": 4,
-                             "width": 0.125, "size": 32, "batch": 2 * BATCH, "lr": 1e-3,
+    single = resolve_config({"data": str(EXAMPLES), "out": str(tmp_path / "one"),
+                             "model": {"layers": 4, "width": 0.125}, "size": 32,
+                             "batch": 2 * BATCH, "lr": 1e-3,
                              "vgg_weights": "none", "workers": 0, "steps": 3, "seed": SEED,
                              "device": "cpu"})  # fmt: skip
     train(single)
@@ -145,7 +146,7 @@ def test_launch_errors_before_any_process(tmp_path):
 def test_reduced_precision_steps_stay_finite_with_fully_masked_windows(tmp_path, precision):
     # 'thick' masks leave whole windows of the first layers without a valid pixel.
     config = resolve_config({"data": str(EXAMPLES), "out": str(tmp_path / precision),
-                             "layers": 4, "width": 0.125, "size": 64, "batch": 2,
+                             "model": {"layers": 4, "width": 0.125}, "size": 64, "batch": 2,
                              "masks": "thick", "vgg_weights": "none", "workers": 0,
                              "steps": 3, "log_every": 1, "precision": precision,
                              "device": "cpu"})  # fmt: skip
@@ -154,7 +155,7 @@ def test_reduced_precision_steps_stay_finite_with_fully_masked_windows(tmp_path,
     for name, value in _state(tmp_path / precision).items():
         assert torch.isfinite(value.float()).all(), name
     # and the forward itself: an all-hole 32x32 block inside a 64x64 image
-    model = build_model(layers=4, width=0.125)
+    model = build_model("pconv", layers=4, width=0.125)
     image = torch.rand(1, 3, 64, 64)
     mask = torch.ones(1, 1, 64, 64)
     mask[..., 8:56, 8:56] = 0
@@ -167,7 +168,8 @@ def test_reduced_precision_steps_stay_finite_with_fully_masked_windows(tmp_path,
 
 
 def test_channels_last_training_matches_contiguous(tmp_path):
-    base = {"data": str(EXAMPLES), "layers": 4, "width": 0.125, "size": 32, "batch": 2,
+    base = {"data": str(EXAMPLES), "model": {"layers": 4, "width": 0.125}, "size": 32,
+            "batch": 2,
             "vgg_weights": "none", "workers": 0, "steps": 3, "device": "cpu"}  # fmt: skip
     train(resolve_config({**base, "out": str(tmp_path / "a")}))
     train(resolve_config({**base, "out": str(tmp_path / "b"), "channels_last": True}))

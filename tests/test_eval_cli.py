@@ -186,12 +186,12 @@ def test_partly_perfect_bucket_averages_finite_psnr(tmp_path, small):
 
 
 def test_models_and_methods_side_by_side(tmp_path, small):
-    from pconv_cli.models.pconv_unet import build_model
+    from pconv_cli.models import build_model
     from pconv_cli.weights.checkpoint import save_checkpoint
 
     images, masks = small
     checkpoint = tmp_path / "tiny.safetensors"
-    save_checkpoint(checkpoint, build_model(layers=3, width=0.125))
+    save_checkpoint(checkpoint, build_model("pconv", layers=3, width=0.125))
     result = ok(
         "-f", images, "-m", masks, "--method", "zeros", "--weights", checkpoint,
         "--device", "cpu", "--batch", "3", "--json", tmp_path / "r.json",
@@ -199,7 +199,8 @@ def test_models_and_methods_side_by_side(tmp_path, small):
     report = read_json(tmp_path / "r.json")
     assert list(report["sources"]) == ["zeros", "tiny"]
     model = report["sources"]["tiny"]
-    assert model["kind"] == "weights" and model["checkpoint"]["layers"] == "3"
+    assert model["kind"] == "weights" and model["checkpoint"]["family"] == "pconv_unet"
+    assert model["checkpoint"]["config"]["layers"] == 3
     assert len(model["images"]) == 4 and all(0 <= r["ssim"] <= 1 for r in model["images"])
     assert "zeros" in result.stdout and "tiny" in result.stdout
     assert report["config"]["scored_image"].startswith("composite")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pconv_cli.data.masks import save_mask
+from pconv_cli.devices import DeviceError, resolve_device
 from pconv_cli.evaluation.baselines import BaselineError, inpaint_classic
 from pconv_cli.evaluation.pairs import EvalError, ImageEntry, MaskEntry, Pair, PairLoader
 from pconv_cli.evaluation.scoring import (
@@ -20,7 +21,6 @@ from pconv_cli.evaluation.scoring import (
     _Extremes,
     composite_uint8,
     evaluate,
-    resolve_device,
     unique_labels,
 )
 
@@ -99,9 +99,9 @@ def test_unique_labels_and_devices():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     if not torch.cuda.is_available():
-        with pytest.raises(EvalError, match="no CUDA GPU"):
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
             resolve_device("cuda")
-    with pytest.raises(EvalError, match="--device"):
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
         resolve_device("tpu")
 
 

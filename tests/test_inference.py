@@ -19,7 +19,7 @@ from pconv_cli.inpainting import (
     plan_windows,
     predict,
 )
-from pconv_cli.models.pconv_unet import build_model
+from pconv_cli.models import build_model
 
 
 class SpyModel(torch.nn.Module):

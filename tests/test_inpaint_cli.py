@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pconv_cli.cli import app
 from pconv_cli.data.masks import save_mask
-from pconv_cli.models.pconv_unet import build_model
+from pconv_cli.models import build_model
 from pconv_cli.weights.checkpoint import save_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"

@@ -8,23 +8,22 @@ import pytest
 import torch
 
 from pconv_cli.data.datasets import InpaintingDataset, MaskSource, collate, resolve_images
-from pconv_cli.train import loop as training
-from pconv_cli.train.loop import (
+from pconv_cli.train import (
     NonFiniteLossError,
     TrainCallbacks,
     TrainingError,
     TrainingInterrupted,
+    losses,
     resolve_config,
     train,
 )
-from pconv_cli.weights.checkpoint import load_checkpoint, read_checkpoint
+from pconv_cli.weights import load_model, read_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
 TINY = {
     "data": str(EXAMPLES),
-    "layers": 4,
-    "width": 0.125,
+    "model": {"layers": 4, "width": 0.125},
     "size": 32,
     "batch": 2,
     "lr": 1e-3,
@@ -42,7 +41,7 @@ def _config(out, **changes):
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return read_checkpoint(run_dir / "last.safetensors")[0]
+    return read_checkpoint(run_dir / "last.safetensors").net_state()
 
 
 def _assert_same_weights(a: dict, b: dict):
@@ -65,8 +64,10 @@ def test_run_dir_layout(tmp_path):
         "step-00000005.safetensors", "step-00000005.state.pt",
         "step-00000010.safetensors", "step-00000010.state.pt",
     ]  # fmt: skip
-    _, meta = load_checkpoint(run / "last.safetensors")
-    assert meta["step"] == "10" and meta["stage"] == "1" and meta["layers"] == "4"
+    weights = read_checkpoint(run / "last.safetensors")
+    meta = weights.metadata
+    assert meta["step"] == "10" and meta["stage"] == "1" and weights.config.layers == 4
+    assert weights.family == "pconv_unet" and not load_model(run / "last.safetensors").training
     state = torch.load(run / "checkpoints" / "step-00000010.state.pt", weights_only=True)
     assert state["step"] == 10 and state["sampler_position"] == 20
     assert (run / "samples" / "step-00000010.png").is_file()
@@ -84,7 +85,7 @@ def test_keep_last(tmp_path):
 def test_learning_lowers_hole_l1_on_real_photos(tmp_path):
     """~150 steps of a tiny net at 64x64 cut the hole L1 on those photos by >= 30%."""
     config = _config(
-        tmp_path / "run", steps=150, size=64, batch=4, width=0.25, lr=2e-3,
+        tmp_path / "run", steps=150, size=64, batch=4, model={"layers": 4, "width": 0.25}, lr=2e-3,
         save_every=150, sample_every=150, log_every=50,
     )  # fmt: skip
     dataset = InpaintingDataset(
@@ -100,11 +101,11 @@ def test_learning_lowers_hole_l1_on_real_photos(tmp_path):
         return ((out - batch["image"]).abs() * hole).sum().item() / (3 * hole.sum().item())
 
     torch.manual_seed(config.seed)
-    from pconv_cli.models.pconv_unet import build_model
+    from pconv_cli.models import build_model
 
-    before = hole_l1(build_model(layers=4, width=0.25))
+    before = hole_l1(build_model("pconv", layers=4, width=0.25))
     train(config)
-    after = hole_l1(load_checkpoint(tmp_path / "run" / "last.safetensors")[0])
+    after = hole_l1(load_model(tmp_path / "run" / "last.safetensors"))
     assert after <= 0.7 * before, (before, after)
 
 
@@ -158,7 +159,7 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     run = tmp_path / "run"
     leftovers = [p.name for p in run.rglob("*.tmp")]
     assert leftovers == []
-    _, meta = load_checkpoint(run / "checkpoints" / "step-00000005.safetensors")
+    meta = read_checkpoint(run / "checkpoints" / "step-00000005.safetensors").metadata
     assert meta["step"] == "5"
     # the torn step-10 pair is ignored by resume (its weights file never appeared)
     train(resolve_config({"out": str(run), "steps": 10}, resume=True))
@@ -167,7 +168,7 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_with_the_step(tmp_path, monkeypatch):
-    real_forward = training.InpaintingLoss.forward
+    real_forward = losses.InpaintingLoss.forward
     calls = {"n": 0}
 
     def poisoned(self, output, target, mask):
@@ -175,10 +176,10 @@ def test_non_finite_loss_stops_with_the_step(tmp_path, monkeypatch):
         calls["n"] += 1
         return (total * float("nan"), terms) if calls["n"] == 8 else (total, terms)
 
-    monkeypatch.setattr(training.InpaintingLoss, "forward", poisoned)
+    monkeypatch.setattr(losses.InpaintingLoss, "forward", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"at step 8; the last good checkpoint is step 5"):
         train(_config(tmp_path / "run", steps=10, save_every=5))
-    assert load_checkpoint(tmp_path / "run" / "last.safetensors")[1]["step"] == "5"
+    assert read_checkpoint(tmp_path / "run" / "last.safetensors").metadata["step"] == "5"
 
 
 def test_stage2_freezes_encoder_bn_and_decoder_learns(tmp_path):
@@ -202,7 +203,9 @@ def test_stage2_freezes_encoder_bn_and_decoder_learns(tmp_path):
     with pytest.raises(TrainingError, match="--init"):
         resolve_config({**TINY, "out": str(tmp_path / "x"), "stage": 2})
     with pytest.raises(TrainingError, match="conflicts"):
-        resolve_config({**TINY, "out": str(tmp_path / "x"), "init": str(init), "layers": 5})
+        resolve_config(
+            {**TINY, "out": str(tmp_path / "x"), "init": str(init), "model": {"layers": 5}}
+        )
 
 
 def test_finetune_freeze_encoder(tmp_path):
@@ -234,7 +237,8 @@ def test_cli_train_demo_preset_and_errors(tmp_path):
     assert "warning: --vgg-weights none" in result.stderr.replace("\n", " ")
     assert (out / "last.safetensors").is_file() and (out / "loss.png").is_file()
     config = json.loads((out / "config.json").read_text())
-    assert config["preset"] == "demo" and config["width"] == 0.25 and config["size"] == 64
+    assert config["preset"] == "demo" and config["model"]["width"] == 0.25
+    assert config["size"] == 64 and config["arch"] == "pconv_unet"
 
     again = _cli("train", "--data", str(EXAMPLES), "--out", str(out), "--preset", "demo")
     assert again.returncode == 1 and "already holds a run" in again.stderr
@@ -242,7 +246,7 @@ def test_cli_train_demo_preset_and_errors(tmp_path):
 
     resumed = _cli("train", "--out", str(out), "--resume", "--steps", "6")
     assert resumed.returncode == 0, resumed.stderr
-    assert read_checkpoint(out / "last.safetensors")[1]["step"] == "6"
+    assert read_checkpoint(out / "last.safetensors").metadata["step"] == "6"
 
     ft = _cli("finetune", "--init", str(out / "last.safetensors"), "--data", str(EXAMPLES),
               "--out", str(tmp_path / "ft"), "--steps", "2", "--size", "64", "--batch", "2",
@@ -283,7 +287,7 @@ def test_finetune_from_an_mmagic_checkpoint(tmp_path):
     """--init takes a published-format file: MMagic's .pth is converted on the fly."""
     from test_weights_formats import _mmagic_checkpoint
 
-    from pconv_cli.weights.checkpoint import resolve_weights
+    from pconv_cli.weights import open_weights
 
     path = tmp_path / "pconv_256x256_stage2_4x2_places_20200619-1ffed0e8.pth"
     torch.save(_mmagic_checkpoint(), path)
@@ -292,10 +296,10 @@ def test_finetune_from_an_mmagic_checkpoint(tmp_path):
          "size": 64, "batch": 2, "steps": 2, "vgg_weights": "none", "workers": 0,
          "samples": 1}
     )  # fmt: skip
-    assert (config.arch, config.layers, config.width) == ("pconv", 7, 1.0)
-    assert config.normalization == "minus_one_one" and config.lr == 5e-5
+    assert (config.arch, config.model["layers"], config.model["width"]) == ("pconv_unet", 7, 1.0)
+    assert config.model["normalization"] == "minus_one_one" and config.lr == 5e-5
     train(config)
-    before, after = resolve_weights(str(path))[0], _weights(tmp_path / "ft")
+    before, after = open_weights(str(path)).net_state(), _weights(tmp_path / "ft")
     assert torch.equal(before["encoder.enc3.bn.running_var"], after["encoder.enc3.bn.running_var"])
     assert torch.equal(before["encoder.enc2.bn.weight"], after["encoder.enc2.bn.weight"])
     assert not torch.equal(before["decoder.dec1.conv.weight"], after["decoder.dec1.conv.weight"])

@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.dense_pconv import DensePConvUNet
-from pconv_cli.models.pconv_unet import PConvUNet, UNet, composite, encoder_channels
+from pconv_cli.models import composite
+from pconv_cli.models.pconv_unet import PConvUNet, encoder_channels
+from pconv_cli.models.unet import UNet
 
 DATA = Path(__file__).parent / "data"
 

@@ -13,6 +13,7 @@ Both comparisons run in float64, so 1e-5 is a loose bound.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,17 +22,18 @@ import torch
 import torch.nn.functional as F
 
 from bench.dense_pconv import DensePConvUNet
-from pconv_cli.models.pconv_unet import PConvUNet, build_model, encoder_channels
-from pconv_cli.weights.checkpoint import (
+from pconv_cli.models import build_model
+from pconv_cli.models.pconv_unet import PConvUNet, encoder_channels
+from pconv_cli.weights import (
     WeightsError,
-    convert_mmagic,
     detect_format,
-    load_checkpoint,
     load_model,
+    open_weights,
+    read_checkpoint,
     read_weights_file,
-    resolve_weights,
     save_checkpoint,
 )
+from pconv_cli.weights.mmagic import convert_mmagic_pconv
 
 DATA = Path(__file__).parent / "data"
 MMAGIC_NAME = "pconv_256x256_stage2_4x2_places_20200619-1ffed0e8.pth"
@@ -136,10 +138,11 @@ def _test_inputs(size: int = 128, seed: int = 0) -> tuple[torch.Tensor, torch.Te
 
 @pytest.mark.slow
 def test_mmagic_converted_net_on_rgb_equals_raw_weights_on_bgr(mmagic_file):
-    state, metadata = read_weights_file(mmagic_file)
-    assert metadata["source_format"] == "mmagic"
-    assert (metadata["arch"], metadata["layers"], metadata["width"]) == ("pconv", "7", "1.0")
-    assert metadata["normalization"] == "minus_one_one"
+    weights = read_weights_file(mmagic_file)
+    state, config = weights.net_state(), weights.config
+    assert weights.source_format == "mmagic"
+    assert (weights.family, config.layers, config.width) == ("pconv_unet", 7, 1.0)
+    assert config.normalization == "minus_one_one"
     assert not any("mask_updater" in k or "loss" in k for k in state)
     with torch.device("meta"):
         expected_keys = set(PConvUNet(layers=7).state_dict())
@@ -174,7 +177,8 @@ def test_mmagic_converted_net_on_rgb_equals_raw_weights_on_bgr(mmagic_file):
 def test_mmagic_flips_only_the_colour_channels():
     ckpt = _mmagic_checkpoint(seed=3)
     raw = ckpt["state_dict"]
-    state, _ = convert_mmagic(raw)
+    state, family, _ = convert_mmagic_pconv(raw)
+    assert family == "pconv_unet"
     enc1 = raw["generator.encoder.enc1.conv.weight"]
     dec1 = raw["generator.decoder.dec1.conv.weight"]
     assert torch.equal(state["encoder.enc1.conv.weight"], enc1[:, [2, 1, 0]])
@@ -240,9 +244,10 @@ def _naoto_unet(state, x, mask, layers=7):
 
 @pytest.mark.slow
 def test_naoto0804_converted_net_equals_its_layer_math(naoto_file):
-    state, metadata = read_weights_file(naoto_file)
-    assert metadata["source_format"] == "naoto0804"
-    assert metadata["normalization"] == "imagenet"
+    weights = read_weights_file(naoto_file)
+    state = weights.net_state()
+    assert weights.source_format == "naoto0804"
+    assert weights.config.normalization == "imagenet"
     assert torch.count_nonzero(state["encoder.enc1.conv.bias"]) == 0  # it has no enc_1 bias
     model = load_model(str(naoto_file)).double()
 
@@ -261,8 +266,9 @@ def test_naoto0804_flat_state_dict_with_module_prefix(tmp_path):
     state = _naoto_state(layers=3, seed=2)
     path = tmp_path / "partialconv.pth"
     torch.save({f"module.{k}": v for k, v in state.items()}, path)
-    converted, metadata = read_weights_file(path)
-    assert metadata["source_format"] == "naoto0804"
+    weights = read_weights_file(path)
+    converted = weights.state
+    assert weights.source_format == "naoto0804"
     w = state["enc_2.conv.input_conv.weight"]
     torch.testing.assert_close(converted["encoder.enc2.conv.weight"], w / (64 * 5 * 5))
     assert "encoder.enc2.conv.bias" not in converted
@@ -278,30 +284,26 @@ def _tiny_model(**kw):
 def test_pconv_checkpoint_roundtrip_keeps_metadata(tmp_path):
     model = _tiny_model(normalization="imagenet", upsampling="bilinear")
     path = save_checkpoint(tmp_path / "tiny.safetensors", model, step=7)
-    _, metadata = resolve_weights(str(path))
-    assert metadata["source_format"] == "pconv"
-    assert (metadata["normalization"], metadata["upsampling"], metadata["step"]) == (
-        "imagenet",
-        "bilinear",
-        "7",
-    )
+    weights = open_weights(str(path))
+    assert weights.source_format == "pconv" and weights.family == "pconv_unet"
+    assert (weights.config.normalization, weights.config.upsampling) == ("imagenet", "bilinear")
+    assert weights.metadata["step"] == "7"
     loaded = load_model(str(path))
     assert not loaded.training and loaded.normalization == "imagenet"
     image, mask = torch.rand(1, 3, 24, 40), (torch.rand(1, 1, 24, 40) > 0.3).float()
     with torch.no_grad():
         torch.testing.assert_close(loaded(image, mask), model(image, mask))
-    old, old_meta = load_checkpoint(path)  # the existing API still works
-    assert old_meta["layers"] == "3" and not old.training
+    assert read_checkpoint(path).config == model.config
 
 
 def test_bare_pconv_state_dict_pth_is_recognised(tmp_path):
     model = _tiny_model()
     path = tmp_path / "bare.pth"
     torch.save(model.net.state_dict(), path)
-    state, metadata = read_weights_file(path)
-    assert detect_format(state) == "pconv"
-    assert (metadata["layers"], metadata["width"]) == ("3", "0.125")
-    assert "assumed" in metadata
+    weights = read_weights_file(path)
+    assert detect_format(weights.state) == "pconv"
+    assert (weights.config.layers, weights.config.width) == (3, 0.125)
+    assert "assumed" in weights.metadata
     loaded = load_model(str(path))
     image, mask = torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 16)
     with torch.no_grad():
@@ -312,8 +314,7 @@ def test_unet_bare_state_dict_is_recognised_as_unet(tmp_path):
     model = build_model("unet", layers=2, width=0.125)
     path = tmp_path / "unet.pth"
     torch.save({"state_dict": model.net.state_dict()}, path)
-    _, metadata = read_weights_file(path)
-    assert metadata["arch"] == "unet"
+    assert read_weights_file(path).family == "unet"
 
 
 # --------------------------------------------------------------------------- safe loading
@@ -334,7 +335,7 @@ def test_malicious_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {"generator.x": torch.zeros(1)}, "meta": _RunsCode(marker)}, path)
     with pytest.raises(WeightsError, match=r"refused to load .*system") as info:
-        resolve_weights(str(path))
+        open_weights(str(path))
     assert "\n" not in str(info.value)
     assert not marker.exists()
 
@@ -352,44 +353,44 @@ def test_numpy_values_in_metadata_still_load(tmp_path, legacy):
         path.write_bytes(
             path.read_bytes().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
         )
-    _, metadata = resolve_weights(str(path))
-    assert metadata["source_format"] == "mmagic"
+    assert open_weights(str(path)).source_format == "mmagic"
 
 
 def test_truncated_checkpoints_give_clear_errors(tmp_path, mmagic_file):
     pth = tmp_path / "cut.pth"
     pth.write_bytes(mmagic_file.read_bytes()[:100_000])
     with pytest.raises(WeightsError, match="truncated or corrupt"):
-        resolve_weights(str(pth))
+        open_weights(str(pth))
     legacy = tmp_path / "legacy.pth"
     torch.save({"a": torch.zeros(1000)}, legacy, _use_new_zipfile_serialization=False)
     legacy.write_bytes(legacy.read_bytes()[:-100])
     with pytest.raises(WeightsError, match="truncated or corrupt"):
-        resolve_weights(str(legacy))
+        open_weights(str(legacy))
     tiny = save_checkpoint(tmp_path / "tiny.safetensors", _tiny_model())
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(tiny.read_bytes()[:-500])
     with pytest.raises(WeightsError, match="not a readable safetensors"):
-        resolve_weights(str(cut))
+        open_weights(str(cut))
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
     with pytest.raises(WeightsError, match="empty"):
-        resolve_weights(str(empty))
+        open_weights(str(empty))
     text = tmp_path / "notes.pth"
     text.write_text("hello")
     with pytest.raises(WeightsError, match="not a checkpoint"):
-        resolve_weights(str(text))
+        open_weights(str(text))
 
 
 def test_wrong_architecture_names_first_mismatching_key_and_shape(tmp_path):
     # A pconv checkpoint whose metadata claims width 0.25 for width-0.125 tensors.
     path = save_checkpoint(tmp_path / "tiny.safetensors", _tiny_model())
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from pconv_cli.weights.checkpoint import read_checkpoint
-
-    _, meta = read_checkpoint(path)
-    save_file(load_file(str(path)), str(path), metadata={**meta, "width": "0.25"})
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+    meta["config"] = json.dumps({**json.loads(meta["config"]), "width": 0.25})
+    save_file(load_file(str(path)), str(path), metadata=meta)
     with pytest.raises(
         WeightsError,
         match=r"encoder\.enc1\.conv\.weight has shape \(8, 3, 7, 7\), the model expects "
@@ -409,8 +410,8 @@ def test_unrecognised_keys_and_unknown_names(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"backbone.conv.weight": torch.zeros(1)}, path)
     with pytest.raises(WeightsError, match=r"not a recognised checkpoint.*backbone"):
-        resolve_weights(str(path))
+        open_weights(str(path))
     with pytest.raises(WeightsError, match="no such file and no such published weights"):
-        resolve_weights("mmagic-place")
+        open_weights("mmagic-place")
     with pytest.raises(WeightsError, match="not found"):
-        resolve_weights(str(tmp_path / "missing.pth"))
+        open_weights(str(tmp_path / "missing.pth"))

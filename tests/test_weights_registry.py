@@ -17,9 +17,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import pconv_cli.weights as W
 from pconv_cli.cli import app
-from pconv_cli.models.pconv_unet import build_model
-from pconv_cli.weights import checkpoint as W
+from pconv_cli.models import build_model
 
 
 def _tiny_mmagic_file(path: Path) -> Path:
@@ -72,8 +72,9 @@ def test_registry_entries_carry_their_metadata():
     names = [e.name for e in W.list_weights()]
     assert names == ["mmagic-places", "mmagic-celeba", "naoto0804-places2"]
     for entry in W.list_weights():
-        assert entry.source_format in W.SOURCE_FORMATS
-        assert (entry.arch, entry.layers, entry.train_size) == ("pconv", 7, 256)
+        assert entry.source_format in W.list_converters()
+        assert (entry.family, entry.config["layers"], entry.train_size) == ("pconv_unet", 7, 256)
+        assert entry.config["normalization"] == entry.normalization  # what the converter gives
         assert entry.url.endswith(entry.filename)
     places, celeba = W.get_weights("mmagic-places"), W.get_weights("mmagic-celeba")
     for entry in (places, celeba):
@@ -95,31 +96,31 @@ def test_registry_entries_carry_their_metadata():
 
 def test_named_weights_download_once_into_the_hub_cache(hub, tmp_path, monkeypatch):
     source = _tiny_mmagic_file(tmp_path / "tiny.pth")
-    entry = dataclasses.replace(W.REGISTRY["mmagic-places"], sha256_prefix=_sha256(source)[:8])
-    monkeypatch.setitem(W.REGISTRY, "mmagic-places", entry)
+    entry = dataclasses.replace(W.ZOO["mmagic-places"], sha256_prefix=_sha256(source)[:8])
+    monkeypatch.setitem(W.ZOO, "mmagic-places", entry)
     fake = _FakeDownload(source)
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake)
 
-    _, metadata = W.resolve_weights("mmagic-places", progress=False)
+    weights = W.open_weights("mmagic-places", progress=False)
     cached = hub / "checkpoints" / entry.filename
     assert cached.is_file()
     assert fake.calls == [(entry.url, str(cached), entry.sha256_prefix)]
-    assert (metadata["name"], metadata["source_format"], metadata["layers"]) == (
+    assert (weights.metadata["name"], weights.source_format, weights.config.layers) == (
         "mmagic-places",
         "mmagic",
-        "3",
+        3,
     )
     model = W.load_model("mmagic-places")  # the second time comes from the cache
     assert len(fake.calls) == 1
-    assert not model.training and model.weights_metadata["name"] == "mmagic-places"
+    assert not model.training and model.family == "pconv_unet"
 
 
 def test_offline_error_says_url_cache_path_and_weights_option(hub, monkeypatch):
     fake = _FakeDownload(None, urllib.error.URLError("[Errno -3] no network"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake)
-    entry = W.REGISTRY["mmagic-celeba"]
+    entry = W.ZOO["mmagic-celeba"]
     with pytest.raises(W.WeightsError) as info:
-        W.resolve_weights("mmagic-celeba")
+        W.open_weights("mmagic-celeba")
     message = str(info.value)
     assert entry.url in message
     assert str(hub / "checkpoints" / entry.filename) in message
@@ -146,17 +147,17 @@ def test_hash_mismatch_on_download_leaves_nothing_in_the_cache(hub, tmp_path, mo
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))  # ... with the tmp cache
     monkeypatch.setattr(torch.hub, "urlopen", lambda request, **kw: _Response(payload))
     with pytest.raises(W.WeightsError, match=r"failed its sha256 check \(expected 1ffed0e8"):
-        W.fetch_weights(W.REGISTRY["mmagic-places"], progress=False)
+        W.fetch_weights(W.ZOO["mmagic-places"], progress=False)
     assert list((hub / "checkpoints").iterdir()) == []
 
 
 def test_hand_placed_file_with_wrong_hash_is_rejected(hub, tmp_path):
-    entry = W.REGISTRY["mmagic-places"]
+    entry = W.ZOO["mmagic-places"]
     cached = hub / "checkpoints" / entry.filename
     cached.parent.mkdir(parents=True)
     _tiny_mmagic_file(cached)
     with pytest.raises(W.WeightsError, match=r"does not match mmagic-places.*delete it"):
-        W.resolve_weights("mmagic-places")
+        W.open_weights("mmagic-places")
 
 
 def test_entry_without_published_hash_downloads_unchecked(hub, tmp_path, monkeypatch):
@@ -172,16 +173,16 @@ def test_entry_without_published_hash_downloads_unchecked(hub, tmp_path, monkeyp
     torch.save({"n_iter": 1000000, "model": state}, source)
     fake = _FakeDownload(source)
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake)
-    _, metadata = W.resolve_weights("naoto0804-places2")
+    weights = W.open_weights("naoto0804-places2")
     assert fake.calls[0][2] is None
-    assert (metadata["source_format"], metadata["normalization"]) == ("naoto0804", "imagenet")
+    assert (weights.source_format, weights.config.normalization) == ("naoto0804", "imagenet")
 
 
 def test_a_file_path_wins_over_a_registry_name(hub, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _tiny_mmagic_file(tmp_path / "mmagic-places")
-    _, metadata = W.resolve_weights("mmagic-places")
-    assert "name" not in metadata and metadata["source_format"] == "mmagic"
+    weights = W.open_weights("mmagic-places")
+    assert "name" not in weights.metadata and weights.source_format == "mmagic"
 
 
 # --------------------------------------------------------------------------- CLI
@@ -198,8 +199,8 @@ def test_weights_list_prints_the_registry(hub):
 
 def test_weights_download_and_convert_cli(hub, tmp_path, monkeypatch):
     source = _tiny_mmagic_file(tmp_path / "tiny.pth")
-    entry = dataclasses.replace(W.REGISTRY["mmagic-celeba"], sha256_prefix=_sha256(source)[:8])
-    monkeypatch.setitem(W.REGISTRY, "mmagic-celeba", entry)
+    entry = dataclasses.replace(W.ZOO["mmagic-celeba"], sha256_prefix=_sha256(source)[:8])
+    monkeypatch.setitem(W.ZOO, "mmagic-celeba", entry)
     monkeypatch.setattr(torch.hub, "download_url_to_file", _FakeDownload(source))
     runner = CliRunner()
     result = runner.invoke(app, ["weights", "download", "mmagic-celeba"])
@@ -209,10 +210,13 @@ def test_weights_download_and_convert_cli(hub, tmp_path, monkeypatch):
     out = tmp_path / "celeba.safetensors"
     result = runner.invoke(app, ["weights", "convert", "mmagic-celeba", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    state, metadata = W.read_checkpoint(out)  # what training's --init reads
-    assert metadata["source_format"] == "mmagic" and metadata["name"] == "mmagic-celeba"
-    converted, _ = W.resolve_weights("mmagic-celeba")
-    assert all(torch.equal(state[k], converted[k]) for k in converted)
+    written = W.read_checkpoint(out)  # what training's --init reads
+    assert written.metadata["original_format"] == "mmagic"
+    assert written.metadata["converted_from"] == entry.filename
+    assert written.metadata["name"] == "mmagic-celeba" and written.family == "pconv_unet"
+    converted = W.open_weights("mmagic-celeba").state
+    assert written.state.keys() == converted.keys()
+    assert all(torch.equal(written.state[k], converted[k]) for k in converted)
 
     monkeypatch.setattr(
         torch.hub, "download_url_to_file", _FakeDownload(None, urllib.error.URLError("offline"))

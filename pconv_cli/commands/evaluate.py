@@ -51,8 +51,9 @@ def _check_options(
     outputs: dict[str, Path | None],
 ) -> None:
     """Cheap checks before anything is loaded (exit code 2 = usage error)."""
+    from pconv_cli.devices import DEVICE_CHOICES
     from pconv_cli.evaluation.baselines import METHODS
-    from pconv_cli.evaluation.pairs import CROP_MODES, DEVICES
+    from pconv_cli.evaluation.pairs import CROP_MODES
 
     if n_sources == 0:
         raise _fail("give at least one prediction source: --weights, --method or --predictions", 2)
@@ -61,8 +62,8 @@ def _check_options(
         raise _fail(f"unknown --method {unknown[0]!r}; choose from {', '.join(METHODS)}", 2)
     if crop not in CROP_MODES:
         raise _fail(f"--crop must be one of {', '.join(CROP_MODES)}, got {crop!r}", 2)
-    if device not in DEVICES:
-        raise _fail(f"--device must be one of {', '.join(DEVICES)}, got {device!r}", 2)
+    if device not in DEVICE_CHOICES:
+        raise _fail(f"--device must be one of {', '.join(DEVICE_CHOICES)}, got {device!r}", 2)
     for name, value in (("--batch", batch), ("--limit", limit), ("--grid-count", grid_count)):
         if value is not None and value < 1:
             raise _fail(f"{name} must be >= 1, got {value}", 2)
@@ -215,9 +216,10 @@ def evaluate(
         outputs={"--json": json_out, "--csv": csv_out, "--grid": grid},
     )
     from pconv_cli.data.masks import MaskError
+    from pconv_cli.devices import DeviceError
     from pconv_cli.evaluation.baselines import BaselineError
     from pconv_cli.evaluation.pairs import EvalError
-    from pconv_cli.weights.checkpoint import WeightsError
+    from pconv_cli.weights.errors import WeightsError
 
     try:
         _run(
@@ -238,7 +240,7 @@ def evaluate(
             grid_count=grid_count,
             save_outputs=save_outputs,
         )
-    except (EvalError, MaskError, WeightsError, BaselineError) as error:
+    except (EvalError, MaskError, WeightsError, BaselineError, DeviceError) as error:
         raise _fail(str(error)) from None
 
 
@@ -312,11 +314,11 @@ def _build_sources(
     methods: list[str], checkpoints: list[str], folders: list[Path], device: str
 ) -> list[Source]:
     """Sources in column order: methods, then weights, then prediction folders."""
+    from pconv_cli.devices import resolve_device
     from pconv_cli.evaluation.scoring import (
         MethodSource,
         ModelSource,
         PredictionsSource,
-        resolve_device,
         unique_labels,
     )
 

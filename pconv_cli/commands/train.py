@@ -1,12 +1,18 @@
-"""``pconv train`` and ``pconv finetune``: thin wrappers over ``pconv_cli.train.loop``.
+"""``pconv train`` and ``pconv finetune``: thin wrappers over :mod:`pconv_cli.train`.
 
-Options left unset fall back to the stage defaults, then the preset, then the
-built-in defaults (see ``TrainConfig``). torch is imported inside the commands.
+Both commands are built from one table of options (:data:`OPTIONS`): ``finetune``
+is ``train --stage 2`` with a required ``--init`` and without the options that
+``--init`` decides (architecture, size of the net) or that only a new run has.
+Options left unset fall back to the task's stage defaults, then the preset, then
+the built-in defaults (see ``TrainConfig``). torch is imported inside the commands.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +25,196 @@ _PANEL_RUN = "Run"
 _PANEL_SCALE = "Scale and speed"
 
 
-def _run(overrides: dict[str, Any], *, resume: bool) -> None:
+@dataclass(frozen=True)
+class _Option:
+    """One command-line option: its parameter, type, typer declaration and where it goes.
+
+    ``key`` is the ``TrainConfig`` field (``model.X`` for a model option,
+    ``loss.X`` for a loss weight); ``finetune`` is False for options finetune
+    lacks, or a replacement declaration for finetune.
+    """
+
+    name: str
+    annotation: Any
+    declaration: Any
+    key: str | None = None
+    finetune: bool | Any = True
+
+
+def _opt(*decls: str, help: str, panel: str, default: Any = None, **extra: Any) -> Any:
+    return typer.Option(default, *decls, help=help, rich_help_panel=panel, **extra)
+
+
+OPTIONS: tuple[_Option, ...] = (
+    _Option("data", str, _opt(
+        "--data", panel=_PANEL_DATA,
+        help="Image folder (searched recursively) or a file list "
+        "(Places365/CelebA style 'path [label]' lines).",
+    ), finetune=typer.Option(..., "--data", help="Image folder or file list.",
+                             rich_help_panel=_PANEL_DATA)),
+    _Option("out", Path, typer.Option(..., "--out", "-o", help="Run directory.",
+                                      rich_help_panel=_PANEL_RUN)),
+    _Option("data_root", str, _opt(
+        "--data-root", panel=_PANEL_DATA,
+        help="Root for a file list's paths [default: the list's folder].",
+    )),
+    _Option("stage", int, _opt(
+        "--stage", panel=_PANEL_RUN,
+        help="1: from scratch, lr 2e-4. 2: fine-tune --init with lr 5e-5 and "
+        "the encoder's BN frozen. [default: 1]",
+    ), finetune=False),
+    _Option("init", str, _opt(
+        "--init", panel=_PANEL_RUN,
+        help="Start from these weights: a zoo name or a pconv, MMagic or naoto0804 file.",
+    ), finetune=typer.Option(
+        ..., "--init", rich_help_panel=_PANEL_RUN,
+        help="Weights to fine-tune: a zoo name (see pconv weights list) or a pconv, "
+        "MMagic or naoto0804 file.",
+    )),
+    _Option("resume", bool, typer.Option(
+        False, "--resume", help="Continue the run in --out from its newest checkpoint.",
+        rich_help_panel=_PANEL_RUN,
+    ), finetune=False),
+    _Option("preset", str, _opt(
+        "--preset", panel=_PANEL_RUN,
+        help="'demo': a small net at 128 px without VGG, a few minutes on CPU.",
+    ), finetune=False),
+    _Option("arch", str, _opt(
+        "--arch", panel=_PANEL_MODEL,
+        help="Model family: pconv_unet (alias pconv: partial convolutions) or unet "
+        "(plain convolutions), or any registered family. [default: pconv_unet]",
+    ), finetune=False),
+    _Option("layers", int, _opt(
+        "--layers", panel=_PANEL_MODEL,
+        help="U-Net levels: 7 (256 px, MMagic) or 8 (512 px, paper). [default: 7]",
+    ), key="model.layers", finetune=False),
+    _Option("width", float, _opt(
+        "--width", panel=_PANEL_MODEL, help="U-Net channel multiplier. [default: 1.0]",
+    ), key="model.width", finetune=False),
+    _Option("size", int, _opt(
+        "--size", panel=_PANEL_DATA, help="Training crop size in pixels. [default: 256]",
+    )),
+    _Option("crop", str, _opt(
+        "--crop", panel=_PANEL_DATA,
+        help="mmagic: random crop of 1.5x --size (clipped to the image), "
+        "resized; resize: short side to --size, random crop. [default: mmagic]",
+    )),
+    _Option("masks", str, _opt(
+        "--masks", panel=_PANEL_DATA,
+        help="A mask kind (irregular, brush, box, thin, medium, thick, mixed) "
+        "or a folder of mask files (white = hole). [default: irregular]",
+    )),
+    _Option("invert_mask", bool, _opt(
+        "--invert-mask/--no-invert-mask", panel=_PANEL_DATA, help="Mask files are black = hole.",
+    )),
+    _Option("batch", int, _opt(
+        "--batch", panel=_PANEL_OPT, help="Images per step (per process). [default: 8]",
+    )),
+    _Option("steps", int, _opt(
+        "--steps", panel=_PANEL_OPT,
+        help="Total optimizer steps. [default: 800000 stage 1, 500000 stage 2]",
+    )),
+    _Option("lr", float, _opt(
+        "--lr", panel=_PANEL_OPT,
+        help="Adam learning rate. [default: 2e-4 stage 1, 5e-5 stage 2]",
+    )),
+    _Option("vgg_weights", str, _opt(
+        "--vgg-weights", panel=_PANEL_OPT,
+        help="'imagenet' (torchvision, hub cache), a local VGG16 weights "
+        "file, or 'none' (no perceptual/style loss). [default: imagenet]",
+    )),
+    _Option("loss_valid", float, _opt("--loss-valid", panel=_PANEL_OPT, help="[default: 1]"),
+            key="loss.valid"),
+    _Option("loss_hole", float, _opt("--loss-hole", panel=_PANEL_OPT, help="[default: 6]"),
+            key="loss.hole"),
+    _Option("loss_perceptual", float, _opt(
+        "--loss-perceptual", panel=_PANEL_OPT, help="[default: 0.05]",
+    ), key="loss.perceptual"),
+    _Option("loss_style", float, _opt("--loss-style", panel=_PANEL_OPT, help="[default: 120]"),
+            key="loss.style"),
+    _Option("loss_tv", float, _opt("--loss-tv", panel=_PANEL_OPT, help="[default: 0.1]"),
+            key="loss.tv"),
+    _Option("freeze_encoder", bool, _opt(
+        "--freeze-encoder/--no-freeze-encoder", panel=_PANEL_OPT,
+        help="Freeze the whole encoder, not only its BN.",
+    )),
+    _Option("workers", int, _opt(
+        "--workers", panel=_PANEL_DATA, help="Data loader processes. [default: 4]",
+    )),
+    _Option("seed", int, _opt("--seed", panel=_PANEL_RUN, help="[default: 0]")),
+    _Option("device", str, _opt(
+        "--device", panel=_PANEL_RUN, help="auto, cpu, cuda or mps. [default: auto]",
+    )),
+    _Option("save_every", int, _opt("--save-every", panel=_PANEL_RUN, help="[default: 5000]")),
+    _Option("keep_last", int, _opt(
+        "--keep-last", panel=_PANEL_RUN, help="Checkpoints kept. [default: 3]",
+    )),
+    _Option("sample_every", int, _opt(
+        "--sample-every", panel=_PANEL_RUN, help="[default: 1000]",
+    )),
+    _Option("log_every", int, _opt("--log-every", panel=_PANEL_RUN, help="[default: 50]")),
+    _Option("gpus", int, _opt(
+        "--gpus", panel=_PANEL_SCALE,
+        help="Train on N local GPUs, one process each (DDP over NCCL).",
+    )),
+    _Option("nproc", int, _opt(
+        "--nproc", panel=_PANEL_SCALE,
+        help="Train in N local processes (DDP; gloo with --device cpu).",
+    )),
+    _Option("sync_bn", bool, _opt(
+        "--sync-bn/--no-sync-bn", panel=_PANEL_SCALE,
+        help="BatchNorm statistics over the global batch.",
+    )),
+    _Option("precision", str, _opt(
+        "--precision", panel=_PANEL_SCALE,
+        help="fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler). [default: fp32]",
+    )),
+    _Option("channels_last", bool, _opt(
+        "--channels-last/--no-channels-last", panel=_PANEL_SCALE,
+        help="channels_last memory format.",
+    )),
+    _Option("compile", bool, _opt(
+        "--compile/--no-compile", panel=_PANEL_SCALE, help="torch.compile the training step.",
+    )),
+)  # fmt: skip
+
+
+def _overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """Command-line values -> ``resolve_config`` overrides (model options, loss weights)."""
+    overrides: dict[str, Any] = {"model": {}, "loss_weights": {}}
+    for option in OPTIONS:
+        if option.name not in values or option.name == "resume":
+            continue
+        value = values[option.name]
+        key = option.key or option.name
+        if key.startswith("model."):
+            if value is not None:
+                overrides["model"][key.removeprefix("model.")] = value
+        elif key.startswith("loss."):
+            if value is not None:
+                overrides["loss_weights"][key.removeprefix("loss.")] = value
+        else:
+            overrides[key] = str(value) if isinstance(value, Path) else value
+    overrides["loss_weights"] = overrides["loss_weights"] or None
+    return overrides
+
+
+def _run(values: dict[str, Any], *, resume: bool) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line
-    from pconv_cli.data.datasets import DataError
-    from pconv_cli.data.masks import MaskError
-    from pconv_cli.devices import DeviceError
+    from pconv_cli.train.config import ignored_on_resume, resolve_config
     from pconv_cli.train.distributed import LaunchError
-    from pconv_cli.train.loop import (
-        TrainingError,
-        TrainingInterrupted,
-        resolve_config,
-        train,
-    )
-    from pconv_cli.train.losses import VGGWeightsError
-    from pconv_cli.weights.checkpoint import WeightsError
+    from pconv_cli.train.loop import EXPECTED_ERRORS, TrainingInterrupted, train
 
-    expected = (
-        TrainingError, DataError, DeviceError, VGGWeightsError, MaskError, WeightsError,
-        LaunchError,
-    )  # fmt: skip
+    console = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line
+    overrides = _overrides(values)
+    out = overrides["out"]
     try:
         config = resolve_config(overrides, resume=resume)
+        if resume:
+            for name in ignored_on_resume(overrides):
+                console.print(f"note: --{name.replace('_', '-')} is ignored with --resume")
         if config.processes > 1 and "WORLD_SIZE" not in os.environ:
             summary = _launch_workers(config)
         else:
@@ -51,14 +223,14 @@ def _run(overrides: dict[str, Any], *, resume: bool) -> None:
     except TrainingInterrupted as exc:
         console.print(
             f"[yellow]{escape(str(exc))}[/]; continue with: "
-            f"pconv train --out {escape(overrides['out'])} --resume",
+            f"pconv train --out {escape(out)} --resume",
             highlight=False,
         )
         raise typer.Exit(130) from None
-    except expected as exc:
+    except (*EXPECTED_ERRORS, LaunchError) as exc:
         console.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
-        if isinstance(exc, LaunchError) and any(Path(overrides["out"]).glob("checkpoints/*")):
-            console.print(f"resume with: pconv train --out {escape(overrides['out'])} --resume")
+        if isinstance(exc, LaunchError) and any(Path(out).glob("checkpoints/*")):
+            console.print(f"resume with: pconv train --out {escape(out)} --resume")
         raise typer.Exit(1) from None
     if int(os.environ.get("RANK", 0)) == 0:
         console.print(
@@ -73,17 +245,15 @@ def _run(overrides: dict[str, Any], *, resume: bool) -> None:
 
 def _launch_workers(config) -> dict[str, Any]:
     """``--gpus N`` / ``--nproc N``: N local workers through torch's elastic launcher."""
-    from dataclasses import asdict
-
     from pconv_cli.devices import resolve_device
     from pconv_cli.train.distributed import check_world_size, launch
-    from pconv_cli.train.loop import preflight, run_worker
+    from pconv_cli.train.loop import launch_config, preflight, run_worker
 
     device = resolve_device("cuda" if config.gpus else config.device)
     check_world_size(config.processes, device)
     preflight(config)
-    data = {k: v for k, v in asdict(config).items()}
-    return launch(run_worker, (data, _rich_callbacks), processes=config.processes)
+    data, extensions = launch_config(config)
+    return launch(run_worker, (data, _rich_callbacks, extensions), processes=config.processes)
 
 
 def _rich_callbacks() -> _RichProgress:
@@ -125,8 +295,8 @@ class _RichProgress:
     # TrainCallbacks interface
     def on_start(self, info: dict[str, Any]) -> None:
         self.console.print(
-            f"[bold]pconv train[/] on {info['device']}: {info['images']} images, masks "
-            f"{info['masks']}, batch {info['batch']} (global {info['global_batch']}), "
+            f"[bold]pconv train[/] {info['arch']} on {info['device']}: {info['data']}, "
+            f"batch {info['batch']} (global {info['global_batch']}), "
             f"lr {info['lr']:g}, {info['precision']}, {info['parameters']:,} parameters "
             f"({info['trainable']:,} trainable), start: {info['init_from']} at step "
             f"{info['start_step']}"
@@ -146,291 +316,55 @@ class _RichProgress:
         self.console.print(text, markup=False, highlight=False)
 
 
-def train(
-    data: str = typer.Option(
-        None,
-        "--data",
-        help="Image folder (searched recursively) or a file list "
-        "(Places365/CelebA style 'path [label]' lines).",
-        rich_help_panel=_PANEL_DATA,
-    ),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory.", rich_help_panel=_PANEL_RUN),
-    data_root: str = typer.Option(
-        None,
-        "--data-root",
-        help="Root for a file list's paths [default: the list's folder].",
-        rich_help_panel=_PANEL_DATA,
-    ),
-    stage: int = typer.Option(
-        None,
-        "--stage",
-        help="1: from scratch, lr 2e-4. 2: fine-tune --init with lr 5e-5 and "
-        "the encoder's BN frozen. [default: 1]",
-        rich_help_panel=_PANEL_RUN,
-    ),
-    init: str = typer.Option(
-        None,
-        "--init",
-        help="Start from these weights: a registry name or a pconv, MMagic or naoto0804 file.",
-        rich_help_panel=_PANEL_RUN,
-    ),
-    resume: bool = typer.Option(
-        False,
-        "--resume",
-        help="Continue the run in --out from its newest checkpoint.",
-        rich_help_panel=_PANEL_RUN,
-    ),
-    preset: str = typer.Option(
-        None,
-        "--preset",
-        help="'demo': a small net at 128 px without VGG, a few minutes on CPU.",
-        rich_help_panel=_PANEL_RUN,
-    ),
-    arch: str = typer.Option(
-        None,
-        "--arch",
-        help="pconv (partial convolutions) or unet (plain convolutions). [default: pconv]",
-        rich_help_panel=_PANEL_MODEL,
-    ),
-    layers: int = typer.Option(
-        None,
-        "--layers",
-        help="7 (256 px, MMagic) or 8 (512 px, paper). [default: 7]",
-        rich_help_panel=_PANEL_MODEL,
-    ),
-    width: float = typer.Option(
-        None, "--width", help="Channel multiplier. [default: 1.0]", rich_help_panel=_PANEL_MODEL
-    ),
-    size: int = typer.Option(
-        None,
-        "--size",
-        help="Training crop size in pixels. [default: 256]",
-        rich_help_panel=_PANEL_DATA,
-    ),
-    crop: str = typer.Option(
-        None,
-        "--crop",
-        help="mmagic: random crop of 1.5x --size (clipped to the image), "
-        "resized; resize: short side to --size, random crop. [default: mmagic]",
-        rich_help_panel=_PANEL_DATA,
-    ),
-    masks: str = typer.Option(
-        None,
-        "--masks",
-        help="A mask kind (irregular, brush, box, thin, medium, thick, mixed) "
-        "or a folder of mask files (white = hole). [default: irregular]",
-        rich_help_panel=_PANEL_DATA,
-    ),
-    invert_mask: bool = typer.Option(
-        None,
-        "--invert-mask/--no-invert-mask",
-        help="Mask files are black = hole.",
-        rich_help_panel=_PANEL_DATA,
-    ),
-    batch: int = typer.Option(
-        None,
-        "--batch",
-        help="Images per step (per process). [default: 8]",
-        rich_help_panel=_PANEL_OPT,
-    ),
-    steps: int = typer.Option(
-        None,
-        "--steps",
-        help="Total optimizer steps. [default: 800000 stage 1, 500000 stage 2]",
-        rich_help_panel=_PANEL_OPT,
-    ),
-    lr: float = typer.Option(
-        None,
-        "--lr",
-        help="Adam learning rate. [default: 2e-4 stage 1, 5e-5 stage 2]",
-        rich_help_panel=_PANEL_OPT,
-    ),
-    vgg_weights: str = typer.Option(
-        None,
-        "--vgg-weights",
-        help="'imagenet' (torchvision, hub cache), a local VGG16 weights "
-        "file, or 'none' (no perceptual/style loss). [default: imagenet]",
-        rich_help_panel=_PANEL_OPT,
-    ),
-    loss_valid: float = typer.Option(
-        None, "--loss-valid", help="[default: 1]", rich_help_panel=_PANEL_OPT
-    ),
-    loss_hole: float = typer.Option(
-        None, "--loss-hole", help="[default: 6]", rich_help_panel=_PANEL_OPT
-    ),
-    loss_perceptual: float = typer.Option(
-        None, "--loss-perceptual", help="[default: 0.05]", rich_help_panel=_PANEL_OPT
-    ),
-    loss_style: float = typer.Option(
-        None, "--loss-style", help="[default: 120]", rich_help_panel=_PANEL_OPT
-    ),
-    loss_tv: float = typer.Option(
-        None, "--loss-tv", help="[default: 0.1]", rich_help_panel=_PANEL_OPT
-    ),
-    freeze_encoder: bool = typer.Option(
-        None,
-        "--freeze-encoder/--no-freeze-encoder",
-        help="Freeze the whole encoder.",
-        rich_help_panel=_PANEL_OPT,
-    ),
-    workers: int = typer.Option(
-        None, "--workers", help="Data loader processes. [default: 4]", rich_help_panel=_PANEL_DATA
-    ),
-    seed: int = typer.Option(None, "--seed", help="[default: 0]", rich_help_panel=_PANEL_RUN),
-    device: str = typer.Option(
-        None, "--device", help="auto, cpu, cuda or mps. [default: auto]", rich_help_panel=_PANEL_RUN
-    ),
-    save_every: int = typer.Option(
-        None, "--save-every", help="[default: 5000]", rich_help_panel=_PANEL_RUN
-    ),
-    keep_last: int = typer.Option(
-        None, "--keep-last", help="Checkpoints kept. [default: 3]", rich_help_panel=_PANEL_RUN
-    ),
-    sample_every: int = typer.Option(
-        None, "--sample-every", help="[default: 1000]", rich_help_panel=_PANEL_RUN
-    ),
-    log_every: int = typer.Option(
-        None, "--log-every", help="[default: 50]", rich_help_panel=_PANEL_RUN
-    ),
-    gpus: int = typer.Option(
-        None,
-        "--gpus",
-        help="Train on N local GPUs, one process each (DDP over NCCL).",
-        rich_help_panel=_PANEL_SCALE,
-    ),
-    nproc: int = typer.Option(
-        None,
-        "--nproc",
-        help="Train in N local processes (DDP; gloo with --device cpu).",
-        rich_help_panel=_PANEL_SCALE,
-    ),
-    sync_bn: bool = typer.Option(
-        None,
-        "--sync-bn/--no-sync-bn",
-        help="BatchNorm statistics over the global batch.",
-        rich_help_panel=_PANEL_SCALE,
-    ),
-    precision: str = typer.Option(
-        None,
-        "--precision",
-        help="fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler). [default: fp32]",
-        rich_help_panel=_PANEL_SCALE,
-    ),
-    channels_last: bool = typer.Option(
-        None,
-        "--channels-last/--no-channels-last",
-        help="channels_last memory format.",
-        rich_help_panel=_PANEL_SCALE,
-    ),
-    compile_model: bool = typer.Option(
-        None,
-        "--compile/--no-compile",
-        help="torch.compile the training step.",
-        rich_help_panel=_PANEL_SCALE,
-    ),
-) -> None:
-    """Train a PConv U-Net (stage 1 from scratch, stage 2 from --init), or --resume a run.
+def _command(name: str, doc: str, body: Callable[[dict[str, Any]], None]) -> Callable[..., None]:
+    """A typer command whose parameters are the :data:`OPTIONS` this command has."""
+    parameters = []
+    for option in OPTIONS:
+        declaration = option.declaration
+        if name == "finetune":
+            if option.finetune is False:
+                continue
+            if option.finetune is not True:
+                declaration = option.finetune
+        parameters.append(
+            inspect.Parameter(
+                option.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=declaration,
+                annotation=option.annotation,
+            )
+        )
+
+    def command(**values: Any) -> None:
+        body(values)
+
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__name__ = name
+    command.__doc__ = doc
+    return command
+
+
+def _train(values: dict[str, Any]) -> None:
+    if not values["resume"] and values["data"] is None:
+        raise typer.BadParameter("--data is required (unless --resume)", param_hint="--data")
+    _run(values, resume=values["resume"])
+
+
+def _finetune(values: dict[str, Any]) -> None:
+    _run({**values, "stage": 2}, resume=False)
+
+
+train = _command(
+    "train",
+    """Train a model (stage 1 from scratch, stage 2 from --init), or --resume a run.
 
     Several GPUs: --gpus N here, or the same command under torchrun (multi-node).
-    """
-    overrides = dict(
-        data=data,
-        out=str(out),
-        data_root=data_root,
-        stage=stage,
-        init=init,
-        preset=preset,
-        arch=arch,
-        layers=layers,
-        width=width,
-        size=size,
-        crop=crop,
-        masks=masks,
-        invert_mask=invert_mask,
-        batch=batch,
-        steps=steps,
-        lr=lr,
-        vgg_weights=vgg_weights,
-        freeze_encoder=freeze_encoder,
-        workers=workers,
-        seed=seed,
-        device=device,
-        save_every=save_every,
-        keep_last=keep_last,
-        sample_every=sample_every,
-        log_every=log_every,
-        gpus=gpus,
-        nproc=nproc,
-        sync_bn=sync_bn,
-        precision=precision,
-        channels_last=channels_last,
-        compile=compile_model,
-    )
-    overrides["loss_weights"] = _loss_weights(
-        valid=loss_valid, hole=loss_hole, perceptual=loss_perceptual, style=loss_style, tv=loss_tv
-    )
-    if not resume and data is None:
-        raise typer.BadParameter("--data is required (unless --resume)", param_hint="--data")
-    _run(overrides, resume=resume)
+    """,
+    _train,
+)
 
-
-def _loss_weights(**given: float | None) -> dict[str, float] | None:
-    if all(v is None for v in given.values()):
-        return None
-    from pconv_cli.train.losses import LossWeights
-
-    weights = LossWeights().as_dict()
-    weights.update({k: v for k, v in given.items() if v is not None})
-    return weights
-
-
-def finetune(
-    init: str = typer.Option(
-        ...,
-        "--init",
-        help="Weights to fine-tune: a registry name (see pconv weights list) or a pconv, "
-        "MMagic or naoto0804 file.",
-    ),
-    data: str = typer.Option(..., "--data", help="Image folder or file list."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
-    freeze_encoder: bool = typer.Option(
-        False, "--freeze-encoder", help="Freeze the whole encoder, not only its BN."
-    ),
-    data_root: str = typer.Option(None, "--data-root"),
-    masks: str = typer.Option(None, "--masks", help="Mask kind or folder. [default: irregular]"),
-    invert_mask: bool = typer.Option(None, "--invert-mask/--no-invert-mask"),
-    size: int = typer.Option(None, "--size", help="[default: 256]"),
-    batch: int = typer.Option(None, "--batch", help="[default: 8]"),
-    steps: int = typer.Option(None, "--steps", help="[default: 500000]"),
-    lr: float = typer.Option(None, "--lr", help="[default: 5e-5]"),
-    vgg_weights: str = typer.Option(None, "--vgg-weights", help="imagenet, PATH or none."),
-    workers: int = typer.Option(None, "--workers"),
-    seed: int = typer.Option(None, "--seed"),
-    device: str = typer.Option(None, "--device"),
-    save_every: int = typer.Option(None, "--save-every"),
-    sample_every: int = typer.Option(None, "--sample-every"),
-    log_every: int = typer.Option(None, "--log-every"),
-) -> None:
-    """Fine-tune weights on new data: stage-2 defaults (lr 5e-5, encoder BN frozen)."""
-    overrides = dict(
-        stage=2,
-        init=init,
-        data=data,
-        out=str(out),
-        freeze_encoder=freeze_encoder,
-        data_root=data_root,
-        masks=masks,
-        invert_mask=invert_mask,
-        size=size,
-        batch=batch,
-        steps=steps,
-        lr=lr,
-        vgg_weights=vgg_weights,
-        workers=workers,
-        seed=seed,
-        device=device,
-        save_every=save_every,
-        sample_every=sample_every,
-        log_every=log_every,
-    )
-    _run(overrides, resume=False)
+finetune = _command(
+    "finetune",
+    "Fine-tune weights on new data: stage-2 defaults (lr 5e-5, encoder BN frozen).",
+    _finetune,
+)

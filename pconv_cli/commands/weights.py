@@ -1,4 +1,4 @@
-"""``pconv weights``: the registry of published weights (list, download, convert).
+"""``pconv weights``: the zoo of published weights (list, download, convert).
 
 torch is imported inside the commands only.
 """
@@ -11,7 +11,7 @@ import typer
 
 weights_app = typer.Typer(
     name="weights",
-    help="Published weights: list the registry, download for offline use, convert to pconv.",
+    help="Published weights: list the zoo, download for offline use, convert to pconv.",
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -35,10 +35,10 @@ def _metrics_text(metrics) -> str:
 
 @weights_app.command("list")
 def list_command() -> None:
-    """Print the registry: source, data, architecture, conventions, published scores, cache."""
+    """Print the zoo: source, data, family, conventions, published scores, cache."""
     from rich.table import Table
 
-    from pconv_cli.weights.checkpoint import cached_weights_path, list_weights
+    from pconv_cli.weights import cached_weights_path, list_weights
 
     console = _console()
     table = Table(title="pconv published weights", show_lines=True)
@@ -52,7 +52,7 @@ def list_command() -> None:
             entry.name,
             f"{entry.dataset}\n{entry.train_size}x{entry.train_size}",
             f"{entry.source_format}, {entry.colour_order.upper()}\n{entry.normalization}\n"
-            f"{entry.arch} L{entry.layers}",
+            f"{entry.family}",
             _metrics_text(entry.metrics),
             "[green]yes[/]" if cached else "no",
         )
@@ -76,11 +76,11 @@ def download_command(
     """Download published weights into torch.hub's cache (for offline use later)."""
     from rich.markup import escape
 
-    from pconv_cli.weights.checkpoint import REGISTRY, WeightsError, fetch_weights, get_weights
+    from pconv_cli.weights import ZOO, WeightsError, fetch_weights, get_weights
 
     console = _console()
     failed = False
-    for name in names or list(REGISTRY):
+    for name in names or list(ZOO):
         try:
             path = fetch_weights(get_weights(name))
         except WeightsError as exc:
@@ -100,20 +100,29 @@ def convert_command(
     """Convert weights (MMagic, naoto0804, ...) into a pconv safetensors checkpoint."""
     from rich.markup import escape
 
-    from pconv_cli.weights.checkpoint import (
+    from pconv_cli.weights import (
         WeightsError,
         model_from_weights,
-        resolve_weights,
-        save_checkpoint,
+        open_weights,
+        write_checkpoint,
     )
 
     console = _console()
     try:
-        state, metadata = resolve_weights(source)
-        model = model_from_weights(state, metadata, source=source)
+        weights = open_weights(source)
+        model_from_weights(weights)  # the file must build a working model
     except WeightsError as exc:
         _console(stderr=True).print(f"[red]Error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
-    extra = {k: metadata[k] for k in ("source_format", "name") if k in metadata}
-    save_checkpoint(out, model, converted_from=Path(metadata.get("source", source)).name, **extra)
-    console.print(f"wrote {escape(str(out))} ({metadata['source_format']} -> pconv)")
+    meta = weights.metadata
+    extra = {"original_format": weights.source_format}
+    extra.update({k: meta[k] for k in ("name",) if k in meta})
+    write_checkpoint(
+        out,
+        weights.state,
+        family=weights.family,
+        config=weights.config,
+        converted_from=Path(meta.get("source", source)).name,
+        **extra,
+    )
+    console.print(f"wrote {escape(str(out))} ({weights.source_format} -> pconv)")

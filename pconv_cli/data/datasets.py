@@ -20,25 +20,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from pconv_cli.data import masks as mask_lib
+from pconv_cli.data.images import IMAGE_SUFFIXES, ImageError, find_images, open_rgb
 
 __all__ = [
     "CROP_MODES",
-    "IMAGE_EXTENSIONS",
     "DataError",
     "InfiniteSampler",
     "InpaintingDataset",
     "MaskSource",
     "collate",
-    "find_images",
     "read_file_list",
     "resolve_images",
 ]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 CROP_MODES = ("mmagic", "resize")
 # How many following images to try when one is unreadable, before giving up on an item.
 _MAX_SKIPS = 16
@@ -49,16 +47,6 @@ class DataError(ValueError):
 
 
 # -- image lists -------------------------------------------------------------------------
-
-
-def find_images(root: str | os.PathLike[str]) -> list[Path]:
-    """Image files under ``root``, searched recursively, sorted by path."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"image folder not found: {root}")
-    return sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    )
 
 
 def read_file_list(
@@ -98,7 +86,7 @@ def resolve_images(
         raise DataError(f"--data {data}: no such folder or file list")
     if not paths:
         raise DataError(
-            f"no images found in {data} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+            f"no images found in {data} (looked for {', '.join(IMAGE_SUFFIXES)})"
         )
     return paths
 
@@ -123,9 +111,7 @@ class MaskSource:
         """A mask kind (``irregular``, ``brush``, ``mixed``, ...) or an existing folder."""
         path = Path(spec)
         if path.is_dir():
-            files = tuple(
-                sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-            )
+            files = tuple(find_images(path))
             if not files:
                 raise DataError(f"--masks {spec}: the folder holds no mask images")
             return cls(files=files, invert=invert)
@@ -157,12 +143,6 @@ class MaskSource:
 
 
 # -- dataset -----------------------------------------------------------------------------
-
-
-def _load_rgb(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        return image.convert("RGB")
 
 
 def _crop_and_resize(
@@ -226,8 +206,8 @@ class InpaintingDataset(Dataset):
         for attempt in range(min(_MAX_SKIPS, len(self.paths))):
             path = self.paths[(index + attempt) % len(self.paths)]
             try:
-                image = _load_rgb(path)
-            except (OSError, ValueError, Image.DecompressionBombError):
+                image = open_rgb(path)
+            except ImageError:
                 skipped.append(str(path))
                 continue
             break

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from pconv_cli.data.images import IMAGE_SUFFIXES, ImageError, find_images, open_rgb
 from pconv_cli.data.masks import (
     MANIFEST_NAME,
     MaskError,
@@ -43,12 +44,9 @@ from pconv_cli.data.masks import (
     read_manifest,
     touches_border,
 )
-from pconv_cli.devices import DEVICE_CHOICES
 
 __all__ = [
     "CROP_MODES",
-    "DEVICES",
-    "IMAGE_SUFFIXES",
     "OTHER_BUCKET",
     "PAIRING_MODES",
     "Batch",
@@ -62,17 +60,11 @@ __all__ = [
     "iter_batches",
     "list_images",
     "load_mask_set",
-    "load_rgb",
     "map_to_size",
     "plan_pairs",
 ]
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-"""Suffixes (any case) of the image, mask and prediction files ``pconv eval`` reads."""
-
 CROP_MODES: tuple[str, ...] = ("center", "resize")
-DEVICES: tuple[str, ...] = DEVICE_CHOICES  # torch-free: see pconv_cli.devices
-"""``--device`` choices (resolved by :func:`pconv_cli.evaluation.scoring.resolve_device`)."""
 PAIRING_MODES: tuple[str, ...] = ("cycle", "all")
 """Named pairing rules; any other ``--pairing`` value is a CSV file of pairs."""
 
@@ -125,25 +117,13 @@ def _key_of(path: Path, root: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, hidden files and folders skipped), sorted."""
-    found = []
-    for path in folder.rglob("*"):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            found.append(path)
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
-
-
 def index_images(folder: str | os.PathLike[str], what: str) -> dict[str, list[Path]]:
     """``{key: [paths]}`` of the image files under ``folder`` (``what`` names it in errors)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EvalError(f"{what} {folder} is not a folder")
     index: dict[str, list[Path]] = {}
-    for path in _image_files(folder):
+    for path in find_images(folder):
         index.setdefault(_key_of(path, folder), []).append(path)
     return index
 
@@ -192,7 +172,7 @@ def load_mask_set(path: str | os.PathLike[str], invert: bool = False) -> MaskSet
             for row in sorted(rows, key=lambda row: row.file)
         ]
     else:
-        entries = [MaskEntry(_key_of(p, root), p) for p in _image_files(root)]
+        entries = [MaskEntry(_key_of(p, root), p) for p in find_images(root)]
     if not entries:
         raise EvalError(f"mask set {path} is empty: no mask files found")
     missing = next((entry.path for entry in entries if not entry.path.is_file()), None)
@@ -355,18 +335,9 @@ def plan_pairs(
 
 def _open_rgb(path: Path, what: str) -> Image.Image:
     try:
-        with Image.open(path) as image:
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise EvalError(f"cannot read {what} {path}: {reason}") from None
-
-
-def load_rgb(path: str | os.PathLike[str], what: str = "image") -> np.ndarray:
-    """A file as uint8 RGB (H, W, 3) at its own size (EXIF orientation applied)."""
-    return np.asarray(_open_rgb(Path(path), what))
+        return open_rgb(path, what)
+    except ImageError as error:
+        raise EvalError(str(error)) from None
 
 
 def map_to_size(image: Image.Image, size: tuple[int, int], crop: str) -> Image.Image:

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from pconv_cli import __version__
+from pconv_cli.data.images import save_png
+from pconv_cli.data.panels import PanelRow, hole_panel, panel_grid
 from pconv_cli.evaluation.scoring import EvalResult, GridPick, SummaryRow, json_number
 from pconv_cli.files import atomic_write
 
@@ -142,17 +144,12 @@ def write_csv(path: str | os.PathLike[str], result: EvalResult) -> Path:
 # --------------------------------------------------------------------------- grid
 
 _GAP = 4
-_TEXT_H = 14
-_BACKGROUND = (32, 32, 32)
-_TEXT = (235, 235, 235)
 _COLUMNS = ("input", "mask", "output", "truth")
 
 
 def _cells(pick: GridPick) -> list[np.ndarray]:
-    hole = pick.hole[..., None]
-    masked = np.where(hole, np.uint8(255), pick.truth)
-    mask = np.repeat(hole.astype(np.uint8) * np.uint8(255), 3, axis=2)
-    return [masked, mask, pick.output, pick.truth]
+    masked = np.where(pick.hole[..., None], np.uint8(255), pick.truth)
+    return [masked, hole_panel(pick.hole), pick.output, pick.truth]
 
 
 def _caption(kind: str, rank: int, pick: GridPick) -> str:
@@ -166,38 +163,20 @@ def _caption(kind: str, rank: int, pick: GridPick) -> str:
 
 def render_grid(result: EvalResult) -> Image.Image:
     """The grid image (see the module docstring); raises ValueError when nothing was kept."""
-    sections = []
+    rows: list[PanelRow] = []
     for source in result.sources:
         if source.extremes is None:
             continue
         picks = [("best", i + 1, p) for i, p in enumerate(source.extremes.best)]
         picks += [("worst", i + 1, p) for i, p in enumerate(source.extremes.worst)]
         if picks:
-            sections.append((source.label, picks))
-    if not sections:
+            rows.append(PanelRow(caption=f"[{source.label}]"))
+            rows += [PanelRow(_cells(p), _caption(kind, rank, p)) for kind, rank, p in picks]
+    if not rows:
         raise ValueError("no images were kept for the grid")
-    cell_h = max(p.truth.shape[0] for _, picks in sections for _, _, p in picks)
-    cell_w = max(p.truth.shape[1] for _, picks in sections for _, _, p in picks)
-    width = len(_COLUMNS) * cell_w + (len(_COLUMNS) + 1) * _GAP
-    row_h = _TEXT_H + cell_h + _GAP
-    height = _TEXT_H + _GAP + sum(_TEXT_H + len(p) * row_h for _, p in sections)
-    canvas = Image.new("RGB", (width, height), _BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    for column, title in enumerate(_COLUMNS):
-        draw.text((_GAP + column * (cell_w + _GAP), 1), title, fill=_TEXT)
-    y = _TEXT_H + _GAP
-    for label, picks in sections:
-        draw.text((_GAP, y), f"[{label}]", fill=_TEXT)
-        y += _TEXT_H
-        for kind, rank, pick in picks:
-            draw.text((_GAP, y), _caption(kind, rank, pick), fill=_TEXT)
-            for column, cell in enumerate(_cells(pick)):
-                canvas.paste(Image.fromarray(cell), (_GAP + column * (cell_w + _GAP), y + _TEXT_H))
-            y += row_h
-    return canvas
+    return panel_grid(rows, titles=_COLUMNS, gap=_GAP)
 
 
 def write_grid(path: str | os.PathLike[str], result: EvalResult) -> Path:
     """Write :func:`render_grid` as a PNG, atomically."""
-    image = render_grid(result)
-    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    return save_png(path, render_grid(result))

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pconv_cli.data.images import ImageError, read_rgb, save_png, to_uint8
 from pconv_cli.data.masks import NVIDIA_BUCKETS, format_ratio_range
 from pconv_cli.evaluation.baselines import (
     OPENCV_METHODS,
@@ -47,19 +48,15 @@ from pconv_cli.evaluation.baselines import (
 )
 from pconv_cli.evaluation.metrics import METRIC_NAMES, compute_metrics
 from pconv_cli.evaluation.pairs import (
-    DEVICES,
     Batch,
     EvalError,
     Pair,
     PairLoader,
     index_images,
     iter_batches,
-    load_rgb,
 )
-from pconv_cli.files import atomic_write
 
 __all__ = [
-    "DEVICES",
     "BucketStats",
     "EvalResult",
     "MethodSource",
@@ -71,38 +68,8 @@ __all__ = [
     "SummaryRow",
     "composite_uint8",
     "evaluate",
-    "load_weights",
-    "resolve_device",
     "unique_labels",
 ]
-
-# --------------------------------------------------------------------------- devices, weights
-
-
-def resolve_device(name: str) -> torch.device:
-    """``--device``: ``auto`` -> CUDA, else MPS, else CPU (shared with the other commands)."""
-    from pconv_cli.devices import DeviceError
-    from pconv_cli.devices import resolve_device as resolve
-
-    if name not in DEVICES:
-        raise EvalError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
-    try:
-        return resolve(name)
-    except DeviceError as error:
-        raise EvalError(str(error)) from None
-
-
-def load_weights(spec: str, device: torch.device) -> tuple[torch.nn.Module, dict[str, str]]:
-    """The model and its metadata for ``--weights SPEC``: a published name or a weights file.
-
-    Goes through :func:`pconv_cli.weights.checkpoint.load_model`, as ``pconv inpaint`` does,
-    so every format and registry entry it knows works here too (raises ``WeightsError``).
-    """
-    from pconv_cli.weights.checkpoint import load_model
-
-    model = load_model(spec, device)
-    return model, dict(getattr(model, "weights_metadata", {}))
-
 
 # --------------------------------------------------------------------------- sources
 
@@ -158,14 +125,21 @@ class MethodSource(Source):
 
 
 class ModelSource(Source):
-    """Model weights (a published name or a file), run in batches under ``inference_mode``."""
+    """Model weights (a published name or a file), run in batches under ``inference_mode``.
+
+    Loaded through :func:`pconv_cli.weights.open_weights`, as ``pconv inpaint``
+    does, so every format and zoo entry works here too (raises ``WeightsError``).
+    """
 
     kind = "weights"
 
     def __init__(self, spec: str, device: torch.device, label: str | None = None):
+        from pconv_cli.weights import model_from_weights, open_weights
+
         super().__init__(spec, label)
         self.device = device
-        self.model, self.metadata = load_weights(spec, device)
+        self.weights = open_weights(spec)
+        self.model = model_from_weights(self.weights, device=device)
 
     def predict(self, batch: Batch) -> Tensor:
         truth = torch.from_numpy(batch.truth).to(self.device).permute(0, 3, 1, 2)
@@ -175,20 +149,18 @@ class ModelSource(Source):
             return self.model(image, valid)
 
     def describe(self) -> dict[str, Any]:
-        keep = (
-            "name",
-            "source_format",
-            "arch",
-            "layers",
-            "width",
-            "upsampling",
-            "normalization",
-            "step",
-            "stage",
-        )
+        from dataclasses import asdict
+
+        meta = self.weights.metadata
         info = super().describe()
         info["device"] = str(self.device)
-        info["checkpoint"] = {k: self.metadata[k] for k in keep if k in self.metadata}
+        info["checkpoint"] = {
+            **{k: meta[k] for k in ("name",) if k in meta},
+            "source_format": self.weights.source_format,
+            "family": self.weights.family,
+            "config": asdict(self.weights.config),
+            **{k: meta[k] for k in ("step", "stage") if k in meta},
+        }
         return info
 
 
@@ -231,7 +203,10 @@ class PredictionsSource(Source):
             path = self._path(pair.name)
             if path is None:  # prepare() was skipped
                 raise EvalError(f"--predictions {self.folder}: no prediction for {pair.name!r}")
-            output = load_rgb(path, "prediction")
+            try:
+                output = read_rgb(path, "prediction")
+            except ImageError as error:
+                raise EvalError(str(error)) from None
             if output.shape[:2] != (height, width):
                 raise EvalError(
                     f"prediction {path} is {output.shape[1]}x{output.shape[0]}, expected "
@@ -271,7 +246,7 @@ def composite_uint8(truth: Tensor, output: Tensor, hole: Tensor) -> Tensor:
     if output.dtype != torch.uint8:
         if torch.isnan(output).any():
             raise EvalError("a prediction contains NaN values")
-        output = output.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+        output = to_uint8(output)
     return torch.where(hole, output, truth)
 
 
@@ -513,12 +488,8 @@ def _safe_dir(label: str) -> str:
 
 def _save_outputs(folder: Path, label: str, pairs: list[Pair], composite: np.ndarray) -> None:
     """Write each composite as ``folder/<label>/<pair name>.png`` (atomically)."""
-    from PIL import Image
-
     for pair, image in zip(pairs, composite, strict=True):
-        path = folder / _safe_dir(label) / f"{pair.name}.png"
-        picture = Image.fromarray(image)
-        atomic_write(path, lambda tmp, p=picture: p.save(tmp, format="PNG", compress_level=1))
+        save_png(folder / _safe_dir(label) / f"{pair.name}.png", image, compress_level=1)
 
 
 def _score_batch(

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pconv_cli.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
+
 __all__ = [
     "InpaintingLoss",
     "LossWeights",
@@ -33,8 +35,6 @@ __all__ = [
     "total_variation",
 ]
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 # VGG16 ``features`` indices: pool1 ends slice [:5], pool2 [5:10], pool3 [10:17].
 _VGG16_SLICES = ((0, 5), (5, 10), (10, 17))
 _VGG16_CONVS = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128),
@@ -73,8 +73,7 @@ class VGG16Features(nn.Module):
             else:
                 layers.append(nn.ReLU(inplace=True))
         self.features = nn.Sequential(*layers)
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), False)
+        self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
         self.requires_grad_(False)
         self.eval()
 
@@ -82,7 +81,7 @@ class VGG16Features(nn.Module):
         return super().train(False)  # always frozen, BN-free but keep eval semantics
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        x = self.normalize(x)
         outputs = []
         for start, stop in _VGG16_SLICES:
             for layer in self.features[start:stop]:

@@ -1,0 +1,236 @@
+"""Every option of a training run, resolved once (defaults < task's stage defaults < preset < user).
+
+The resolved :class:`TrainConfig` is written to the run directory's
+``config.json``; ``--resume`` reads it back, so a run continues with the options
+it started with (only operational options, :data:`RESUMABLE_OVERRIDES`, may
+change). Model options live in ``model`` (the family's config fields, e.g.
+``{"layers": 7, "width": 1.0}``); defaults that depend on the model family
+(learning rate, steps, loss weights, presets) come from its training task
+(:mod:`pconv_cli.train.tasks`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_ARCH",
+    "PRECISIONS",
+    "RESUMABLE_OVERRIDES",
+    "TrainConfig",
+    "TrainingError",
+    "ignored_on_resume",
+    "read_config",
+    "resolve_config",
+]
+
+DEFAULT_ARCH = "pconv_unet"
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+RESUMABLE_OVERRIDES = frozenset({
+    "steps", "workers", "device", "save_every", "keep_last", "sample_every", "log_every",
+    "gpus", "nproc", "precision", "channels_last", "compile",
+})  # fmt: skip
+"""Options a resumed run may change; everything else comes from its config.json."""
+
+_MODEL_KEYS_V1 = ("layers", "width", "upsampling", "normalization")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start or go on (one-line message for the CLI)."""
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a run. ``None`` fields are filled by :func:`resolve_config`."""
+
+    data: str = ""
+    out: str = ""
+    data_root: str | None = None
+    stage: int = 1
+    init: str | None = None
+    init_from: str = "scratch"  # scratch | resume | init (resolved)
+    arch: str = DEFAULT_ARCH
+    model: dict[str, Any] = field(default_factory=dict)
+    size: int = 256
+    crop: str = "mmagic"
+    crop_size: int | None = None
+    flip: bool = True
+    batch: int = 8
+    steps: int | None = None
+    lr: float | None = None
+    masks: str = "irregular"
+    invert_mask: bool = False
+    workers: int = 4
+    seed: int = 0
+    freeze_encoder_bn: bool | None = None
+    freeze_encoder: bool = False
+    vgg_weights: str = "imagenet"
+    loss_weights: dict[str, float] | None = None
+    device: str = "auto"
+    save_every: int = 5000
+    keep_last: int = 3
+    sample_every: int = 1000
+    samples: int = 4
+    log_every: int = 50
+    preset: str | None = None
+    gpus: int | None = None
+    nproc: int | None = None
+    sync_bn: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+
+    @property
+    def processes(self) -> int:
+        """Worker processes on this machine (``--gpus`` or ``--nproc``; 1 by default)."""
+        return self.gpus or self.nproc or 1
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+
+def _migrate(saved: dict[str, Any]) -> dict[str, Any]:
+    """A config.json of pconv 0.1 (``arch`` pconv/unet, model options at the top level)."""
+    if "model" not in saved:
+        saved["model"] = {k: saved.pop(k) for k in _MODEL_KEYS_V1 if k in saved}
+        saved["arch"] = {"pconv": "pconv_unet"}.get(saved.get("arch", ""), saved.get("arch"))
+    return saved
+
+
+def read_config(run_dir: str | Path) -> TrainConfig:
+    """The resolved config of an existing run directory."""
+    saved = Path(run_dir) / "config.json"
+    if not saved.is_file():
+        raise TrainingError(f"--resume: {saved} not found (is {run_dir} a pconv run dir?)")
+    try:
+        values = _migrate(json.loads(saved.read_text()))
+        known = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in values.items() if k in known})
+    except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+        raise TrainingError(f"--resume: {saved} is not a pconv run config ({exc})") from None
+
+
+def ignored_on_resume(overrides: dict[str, Any]) -> list[str]:
+    """The given options that ``--resume`` ignores (they are fixed by the run's config.json)."""
+    given = {k for k, v in overrides.items() if v not in (None, {}, [])}
+    return sorted(given - RESUMABLE_OVERRIDES - {"out"})
+
+
+def resolve_config(overrides: dict[str, Any], *, resume: bool = False) -> TrainConfig:
+    """Defaults < the task's stage defaults < preset < ``overrides`` (keys of :class:`TrainConfig`).
+
+    ``overrides["model"]`` holds model options the user gave. With ``resume`` the
+    run dir's ``config.json`` is the base and only :data:`RESUMABLE_OVERRIDES`
+    may be changed (see :func:`ignored_on_resume`).
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise TrainingError(f"unknown training options: {', '.join(sorted(unknown))}")
+    if resume:
+        out = overrides.get("out")
+        if not out:
+            raise TrainingError("--resume needs --out RUN_DIR")
+        config = read_config(out)
+        config = replace(
+            config, **{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES}
+        )
+        config.init_from = "resume"
+        return config
+    return _resolve_new(overrides)
+
+
+def _resolve_new(overrides: dict[str, Any]) -> TrainConfig:
+    from pconv_cli.models.registry import ModelError, get_family, make_config
+    from pconv_cli.train.tasks import get_task
+    from pconv_cli.weights import WeightsError, open_weights
+
+    init_weights = None
+    if overrides.get("init"):
+        try:
+            init_weights = open_weights(overrides["init"], progress=False)
+        except WeightsError as exc:
+            raise TrainingError(f"--init: {exc}") from None
+    try:
+        arch = overrides.get("arch") or (init_weights.family if init_weights else DEFAULT_ARCH)
+        family = get_family(arch)
+    except ModelError as exc:
+        raise TrainingError(f"--arch: {exc}") from None
+    if init_weights is not None and family.name != init_weights.family:
+        raise TrainingError(
+            f"--arch {arch} conflicts with --init {overrides['init']} "
+            f"(a {init_weights.family} model)"
+        )
+    task = get_task(family.task)
+    stage = overrides.get("stage", 1)
+    if stage not in task.stage_defaults:
+        stages = " or ".join(str(s) for s in task.stage_defaults)
+        raise TrainingError(f"--stage must be {stages} for {family.name}, got {stage}")
+    preset_name = overrides.get("preset")
+    if preset_name is not None and preset_name not in task.presets:
+        known = ", ".join(task.presets) or "none"
+        raise TrainingError(
+            f"unknown preset {preset_name!r} for {family.name}; choose from {known}"
+        )
+    preset = dict(task.presets.get(preset_name, {})) if preset_name else {}
+
+    values: dict[str, Any] = dict(task.stage_defaults[stage])
+    preset_model = preset.pop("model", {})
+    values.update(preset)
+    values.update({k: v for k, v in overrides.items() if k != "model"})
+
+    given = dict(overrides.get("model", {}))
+    model_options = {**preset_model}
+    if init_weights is not None:
+        from_init = dataclasses.asdict(init_weights.config)
+        for key, value in given.items():
+            if key in from_init and from_init[key] != value:
+                raise TrainingError(
+                    f"--{key.replace('_', '-')} {value} conflicts with --init "
+                    f"{overrides['init']} ({key} = {from_init[key]})"
+                )
+        model_options = from_init
+    model_options.update(given)
+    try:
+        values["model"] = dataclasses.asdict(make_config(family, model_options))
+    except ModelError as exc:
+        raise TrainingError(str(exc)) from None
+    values["arch"] = family.name
+    values["loss_weights"] = task.resolve_loss_weights(overrides.get("loss_weights"))
+
+    if init_weights is not None:
+        values["init_from"] = "init"
+    elif stage in task.init_stages:
+        raise TrainingError(
+            f"--stage {stage} fine-tunes a trained model: pass --init CHECKPOINT"
+        )
+    else:
+        values["init_from"] = "scratch"
+    config = TrainConfig(**values)
+    _validate(config)
+    return config
+
+
+def _validate(config: TrainConfig) -> None:
+    checks = [
+        (config.batch >= 1, "--batch must be >= 1"),
+        (config.steps is not None and config.steps >= 1, "--steps must be >= 1"),
+        (config.lr is not None and config.lr > 0, "--lr must be > 0"),
+        (config.size >= 8, "--size must be >= 8"),
+        (config.save_every >= 1 and config.sample_every >= 1, "intervals must be >= 1"),
+        (config.log_every >= 1, "--log-every must be >= 1"),
+        (config.keep_last >= 1, "--keep-last must be >= 1"),
+        (config.workers >= 0, "--workers must be >= 0"),
+        (config.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+        (not (config.gpus and config.nproc), "give --gpus or --nproc, not both"),
+        (config.processes >= 1, "--gpus/--nproc must be >= 1"),
+        (not config.gpus or config.device in ("auto", "cuda"), "--gpus needs --device cuda"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise TrainingError(message)

@@ -1,0 +1,161 @@
+"""The run directory: checkpoints of every module and optimizer by name, the log, its history.
+
+Layout::
+
+    config.json        fully resolved options (:class:`~pconv_cli.train.config.TrainConfig`)
+    log.jsonl          one JSON record per log interval (every loss term, lr, images/s)
+    last.safetensors   the newest weights (a pconv checkpoint: the model, plus the
+                       task's other modules under their names, e.g. ``discriminator.*``)
+    checkpoints/       step-XXXXXXXX.safetensors (weights) + step-XXXXXXXX.state.pt
+                       (optimizers and grad scalers by name, RNG, sample-stream
+                       position; loaded with ``weights_only=True``)
+    samples/           step-XXXXXXXX.png
+    loss.png           the loss curves
+
+Saves write the state file, then the weights, then ``last.safetensors``, each
+atomically: a crash leaves a complete older pair, and resume takes the newest
+pair that reads back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pconv_cli.files import atomic_write
+from pconv_cli.train.config import TrainingError
+from pconv_cli.weights.checkpoint import load_state_dict_strict, read_checkpoint, save_checkpoint
+
+__all__ = ["RunDir", "append_jsonl", "read_history"]
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths and checkpoints of one run directory."""
+
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.root / "last.safetensors"
+
+    def model_path(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:08d}.safetensors"
+
+    def state_path(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:08d}.state.pt"
+
+    def sample_path(self, step: int) -> Path:
+        return self.root / "samples" / f"step-{step:08d}.png"
+
+    def saved_steps(self) -> list[int]:
+        """Steps with both a weights and a state file, newest first."""
+        steps = []
+        for state in self.checkpoints.glob("step-*.state.pt"):
+            try:
+                step = int(state.name.split("-")[1].split(".")[0])
+            except (IndexError, ValueError):
+                continue
+            if self.model_path(step).is_file():
+                steps.append(step)
+        return sorted(steps, reverse=True)
+
+    def save(
+        self,
+        *,
+        model: nn.Module,
+        modules: Mapping[str, nn.Module],
+        primary: str,
+        state: dict[str, Any],
+        metadata: dict[str, Any],
+        keep_last: int,
+    ) -> Path:
+        """Write step ``state["step"]``: the state file, the weights, ``last.safetensors``.
+
+        ``model`` is the registry-built model saved as such; ``modules[primary]`` is
+        it, the other ``modules`` are stored under their names. Checkpoints beyond
+        the newest ``keep_last`` are deleted.
+        """
+        step = state["step"]
+        atomic_write(self.state_path(step), lambda tmp: torch.save(state, tmp))
+        extra = {name: module for name, module in modules.items() if name != primary}
+        path = save_checkpoint(self.model_path(step), model, extra_modules=extra, **metadata)
+        save_checkpoint(self.last, model, extra_modules=extra, **metadata)
+        for old in self.saved_steps()[keep_last:]:
+            self.state_path(old).unlink(missing_ok=True)
+            self.model_path(old).unlink(missing_ok=True)
+        return path
+
+    def load_latest(
+        self, *, modules: Mapping[str, nn.Module], primary: str, on_skip=None
+    ) -> dict[str, Any]:
+        """Load the newest checkpoint pair that reads back into ``modules``; return its state.
+
+        The state's optimizers and scalers are keyed by module name (a state file of
+        pconv 0.1, with one ``optimizer``, is read as the primary module's).
+        ``on_skip(text)`` hears about every unreadable newer pair.
+        """
+        errors = []
+        for step in self.saved_steps():
+            try:
+                weights = read_checkpoint(self.model_path(step))
+                state = torch.load(self.state_path(step), map_location="cpu", weights_only=True)
+            except Exception as exc:
+                errors.append(f"step {step}: {exc}")
+                if on_skip is not None:
+                    on_skip(f"step {step} is unreadable ({str(exc).splitlines()[0]})")
+                continue
+            source = str(self.model_path(step))
+            for name, module in modules.items():
+                module_state = weights.net_state() if name == primary else None
+                if name != primary:
+                    module_state = weights.module_state(name)
+                    if module_state is None:
+                        raise TrainingError(f"--resume: {source} has no {name} weights")
+                target = module.net if name == primary else module
+                load_state_dict_strict(target, module_state, source)
+            if "optimizer" in state:  # pconv 0.1: one optimizer and scaler
+                state["optimizers"] = {primary: state.pop("optimizer")}
+                state["scalers"] = {primary: state.pop("scaler", None)}
+            return state
+        detail = f" ({errors[0]})" if errors else ""
+        raise TrainingError(f"--resume: no loadable checkpoint in {self.checkpoints}{detail}")
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON record as a line and flush it."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+
+
+def read_history(path: Path, up_to_step: int) -> list[dict[str, Any]]:
+    """Log records of earlier sessions of this run, up to the resumed step.
+
+    Records past ``up_to_step`` (logged after the last checkpoint of an
+    interrupted session) are dropped from the file too, so the log stays a clean
+    history of the weights that exist.
+    """
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= up_to_step:
+            records.append(record)
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return records

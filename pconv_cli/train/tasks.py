@@ -1,0 +1,340 @@
+"""Training tasks: what one model family does in a training step. The loop stays generic.
+
+A :class:`Task` owns its modules by name (``generator``, ``discriminator``, ...),
+its losses and its optimizers, and turns a batch into a step, returning named
+loss terms. The loop (:mod:`pconv_cli.train.loop`) owns everything else:
+devices, DDP, precision and grad scalers, the data stream and its position,
+checkpoints of every module and optimizer by name, logs, samples, progress,
+Ctrl-C and non-finite losses.
+
+A family names its task when it registers (``register_model(..., task="inpainting")``);
+tasks register under that name with :func:`register_task`. Built in:
+``inpainting`` (:class:`PConvTask`, the paper's loss, one Adam).
+
+Conventions: images float RGB in [0, 1], masks 1 = valid, 0 = hole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from pconv_cli.data.datasets import InpaintingDataset, MaskSource, collate, resolve_images
+from pconv_cli.train.config import TrainConfig, TrainingError
+from pconv_cli.train.distributed import all_reduce_mean
+from pconv_cli.train.losses import InpaintingLoss, LossWeights, load_vgg16_features
+from pconv_cli.train.visuals import sample_grid
+
+__all__ = [
+    "InpaintingTask",
+    "NonFiniteLossError",
+    "PConvTask",
+    "StepContext",
+    "Task",
+    "get_task",
+    "list_tasks",
+    "register_task",
+    "task_modules",
+]
+
+
+class NonFiniteLossError(TrainingError):
+    """A loss became inf/NaN; no optimizer stepped on it, the last good checkpoint is kept."""
+
+
+class StepContext:
+    """What the loop lends a task for one training step.
+
+    - ``modules``: the task's modules wrapped for DDP / ``torch.compile``: call
+      these in :meth:`Task.training_step`, not the task's own references;
+    - ``device``, ``memory_format`` (``channels_last`` or contiguous), ``step``
+      (the number of the step being taken, from 1);
+    - :meth:`autocast`: the run's mixed-precision context;
+    - :meth:`update`: backward a loss and step one optimizer.
+    """
+
+    def __init__(
+        self,
+        *,
+        modules: Mapping[str, nn.Module],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        scalers: Mapping[str, torch.amp.GradScaler],
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        memory_format: torch.memory_format,
+        step: int,
+        describe_failure: Callable[[str, float], str],
+    ):
+        self.modules = modules
+        self.device = device
+        self.memory_format = memory_format
+        self.step = step
+        self._optimizers = optimizers
+        self._scalers = scalers
+        self._amp_dtype = amp_dtype
+        self._describe_failure = describe_failure
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """``torch.autocast`` for ``--precision bf16|fp16``, a no-op for fp32."""
+        return torch.autocast(
+            self.device.type, dtype=self._amp_dtype, enabled=self._amp_dtype is not None
+        )
+
+    def update(self, name: str, loss: Tensor) -> None:
+        """Backpropagate ``loss`` and step optimizer ``name`` (through its grad scaler).
+
+        The loss is averaged over ranks first: if it is not finite on any rank,
+        :class:`NonFiniteLossError` is raised before any gradient or weight changes.
+        """
+        value = float(all_reduce_mean(loss.detach().float().reshape(1))[0])
+        if not math.isfinite(value):
+            raise NonFiniteLossError(self._describe_failure(name, value))
+        optimizer, scaler = self._optimizers[name], self._scalers[name]
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+
+class Task:
+    """How one model family trains. Subclass, set the class attributes, implement the hooks.
+
+    Class attributes (read before anything is built):
+
+    - ``primary``: name of the module that is the model (saved as the checkpoint's net);
+    - ``stage_defaults``: per ``--stage``, option defaults (``lr``, ``steps``, ...);
+    - ``init_stages``: stages that need ``--init``;
+    - ``presets``: ``--preset`` name -> options (``"model"``: model options);
+    - ``loss_weights``: default weight of every named loss term (``--loss-*``).
+
+    An instance is built by the loop with the resolved config, the model (built by
+    the registry and seeded) and the device; ``log(text)`` shows a message.
+    """
+
+    primary: ClassVar[str] = "generator"
+    stage_defaults: ClassVar[Mapping[int, Mapping[str, Any]]] = {1: {"lr": 1e-4, "steps": 10_000}}
+    init_stages: ClassVar[frozenset[int]] = frozenset()
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    loss_weights: ClassVar[Mapping[str, float]] = {}
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: nn.Module,
+        *,
+        device: torch.device,
+        log: Callable[[str], None] = lambda text: None,
+    ):
+        self.config = config
+        self.model = model
+        self.device = device
+        self.log = log
+
+    @classmethod
+    def resolve_loss_weights(cls, given: Mapping[str, float] | None) -> dict[str, float]:
+        """The task's default loss weights updated by ``given``; unknown names are errors."""
+        weights = dict(cls.loss_weights)
+        unknown = sorted(set(given or {}) - set(weights))
+        if unknown:
+            known = ", ".join(weights) or "none"
+            raise TrainingError(f"unknown loss term {', '.join(unknown)} (this task's: {known})")
+        weights.update(given or {})
+        return weights
+
+    @classmethod
+    def preflight(cls, config: TrainConfig) -> None:
+        """Checks a launcher runs once before any worker starts (data, external weights)."""
+
+    def dataset(self) -> Dataset:
+        """Training items, indexed by ``(index, position)`` keys of the sample stream."""
+        raise NotImplementedError
+
+    def collate(self, items: list[dict]) -> dict:
+        """A batch from items (the DataLoader's ``collate_fn``)."""
+        return collate(items)
+
+    def describe_data(self) -> str:
+        """A few words on the data, for the start-up line."""
+        return ""
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every module the run checkpoints, by name; ``modules()[primary]`` is the model."""
+        return {self.primary: self.model}
+
+    def prepare(self) -> None:
+        """Called once the modules are on the device: freeze parts, set train mode."""
+        for module in self.modules().values():
+            module.train()
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One optimizer per module name that :meth:`training_step` updates."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict, step: StepContext) -> dict[str, Tensor]:
+        """One step: forward, :meth:`StepContext.update` per optimizer; named loss terms.
+
+        Return detached scalar tensors; ``"loss"`` is the one progress shows.
+        """
+        raise NotImplementedError
+
+    def sample(self, batch: dict) -> Image.Image | None:
+        """A picture of the model on a fixed batch (None: the task writes no samples)."""
+        return None
+
+
+_TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
+    """Class decorator registering a :class:`Task` subclass under ``name``."""
+
+    def decorator(cls: type[Task]) -> type[Task]:
+        _TASKS[name] = cls
+        return cls
+
+    return decorator
+
+
+def get_task(name: str) -> type[Task]:
+    """The task class registered as ``name``."""
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise TrainingError(f"no training task {name!r}; known: {', '.join(_TASKS)}") from None
+
+
+def list_tasks() -> list[str]:
+    """Names of the registered tasks."""
+    return list(_TASKS)
+
+
+def task_modules() -> list[str]:
+    """Modules outside pconv that registered tasks (worker processes import them again)."""
+    modules = {cls.__module__ for cls in _TASKS.values()}
+    return sorted(m for m in modules if not m.startswith("pconv_cli."))
+
+
+# --------------------------------------------------------------------------- inpainting
+
+
+class InpaintingTask(Task):
+    """Base of the inpainting tasks: images + masks in, sample grids out.
+
+    Items are random crops of ``--data`` with masks from ``--masks`` (see
+    :class:`~pconv_cli.data.datasets.InpaintingDataset`); samples show input |
+    mask | output | composite | truth.
+    """
+
+    def dataset(self) -> InpaintingDataset:
+        c = self.config
+        self._masks = MaskSource.parse(c.masks, invert=c.invert_mask)
+        self._dataset = InpaintingDataset(
+            resolve_images(c.data, c.data_root), self._masks, size=c.size, crop=c.crop,
+            crop_size=c.crop_size, flip=c.flip, seed=c.seed,
+        )  # fmt: skip
+        return self._dataset
+
+    def describe_data(self) -> str:
+        return f"{len(self._dataset)} images, masks {self._masks.describe()}"
+
+    @classmethod
+    def preflight(cls, config: TrainConfig) -> None:
+        resolve_images(config.data, config.data_root)
+        MaskSource.parse(config.masks, invert=config.invert_mask)
+
+    def inputs(self, batch: dict, step: StepContext) -> tuple[Tensor, Tensor]:
+        """The batch's image (in the run's memory format) and mask on the device."""
+        image = batch["image"].to(step.device, non_blocking=True, memory_format=step.memory_format)
+        mask = batch["mask"].to(step.device, non_blocking=True)
+        return image, mask
+
+    def sample(self, batch: dict) -> Image.Image:
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            image = batch["image"].to(self.device)
+            mask = batch["mask"].to(self.device)
+            output = self.model(image, mask)
+        self.model.train(was_training)
+        return sample_grid(image, mask, output)
+
+
+@register_task("inpainting")
+class PConvTask(InpaintingTask):
+    """The PConv U-Net's training (Liu et al. 2018; MMagic's recipe), also for ``unet``.
+
+    Loss: ``1*valid + 6*hole + 0.05*perceptual + 120*style + 0.1*TV`` (each term
+    logged), one Adam. Stage 1 from scratch (lr 2e-4); stage 2 fine-tunes
+    ``--init`` with lr 5e-5 and the encoder's BatchNorm frozen.
+    """
+
+    stage_defaults: ClassVar[Mapping[int, Mapping[str, Any]]] = {
+        1: {"lr": 2e-4, "steps": 800_000, "freeze_encoder_bn": False},
+        2: {"lr": 5e-5, "steps": 500_000, "freeze_encoder_bn": True},
+    }  # Step counts are MMagic's (Places365).
+    init_stages: ClassVar[frozenset[int]] = frozenset({2})
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        # A few minutes on 2 CPU cores: a narrow net at 128 px without VGG.
+        "demo": {
+            "model": {"layers": 6, "width": 0.25},
+            "size": 128,
+            "batch": 4,
+            "steps": 400,
+            "lr": 1e-3,
+            "vgg_weights": "none",
+            "workers": 1,
+            "save_every": 200,
+            "sample_every": 100,
+            "log_every": 10,
+        },
+    }
+    loss_weights: ClassVar[Mapping[str, float]] = LossWeights().as_dict()
+
+    def _build_loss(self) -> InpaintingLoss:
+        weights = LossWeights(**self.config.loss_weights)
+        vgg = None
+        if str(self.config.vgg_weights).lower() == "none":
+            if weights.perceptual or weights.style:
+                self.log(
+                    "warning: --vgg-weights none: training without the perceptual and style "
+                    "losses (the paper's loss needs them)"
+                )
+        else:
+            vgg = load_vgg16_features(self.config.vgg_weights).to(self.device)
+        return InpaintingLoss(weights, vgg).to(self.device)
+
+    @classmethod
+    def preflight(cls, config: TrainConfig) -> None:
+        super().preflight(config)
+        if str(config.vgg_weights).lower() != "none":
+            load_vgg16_features(config.vgg_weights)  # fetched once here, not by every worker
+
+    def prepare(self) -> None:
+        self.loss = self._build_loss()
+        net = self.model.net
+        if self.config.freeze_encoder or self.config.freeze_encoder_bn:
+            if not hasattr(net, "freeze_encoder_bn"):
+                raise TrainingError(f"--arch {self.config.arch} has no encoder BN to freeze")
+            net.freeze_encoder_bn()
+        if self.config.freeze_encoder:
+            net.encoder.requires_grad_(False)
+        super().prepare()
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        return {"generator": torch.optim.Adam(trainable, lr=self.config.lr)}
+
+    def training_step(self, batch: dict, step: StepContext) -> dict[str, Tensor]:
+        image, mask = self.inputs(batch, step)
+        with step.autocast():
+            output = step.modules["generator"](image, mask)
+            total, terms = self.loss(output, image, mask)
+        step.update("generator", total)
+        return {"loss": total.detach(), **terms}

@@ -1,0 +1,80 @@
+"""From ``--weights NAME|PATH`` to a ready model.
+
+:func:`open_weights` resolves a zoo name (downloaded once into torch.hub's cache)
+or a file in any supported format into :class:`~pconv_cli.weights.checkpoint.Weights`;
+:func:`model_from_weights` builds the family's model and loads them;
+:func:`load_model` does both. Models come back in eval mode and take RGB images
+in [0, 1] and masks with 1 = valid (see :mod:`pconv_cli.models.inpainting`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pconv_cli.models.registry import get_family
+from pconv_cli.weights.checkpoint import Weights, as_float32, check_state_dict
+from pconv_cli.weights.errors import WeightsError
+from pconv_cli.weights.formats import read_weights_file
+from pconv_cli.weights.hub import fetch_weights
+from pconv_cli.weights.zoo import ZOO
+
+__all__ = ["load_model", "model_from_weights", "open_weights"]
+
+
+def open_weights(spec: str, *, progress: bool = True) -> Weights:
+    """The weights ``--weights SPEC`` names: a zoo name or a file path.
+
+    A file path wins over a zoo name of the same spelling. ``metadata`` gains
+    ``source`` (the file read) and, for a zoo entry, ``name``.
+    """
+    path = Path(spec).expanduser()
+    if spec in ZOO and not path.is_file():
+        entry = ZOO[spec]
+        file = fetch_weights(entry, progress=progress)
+        weights = read_weights_file(file)
+        if weights.source_format != entry.source_format:
+            raise WeightsError(
+                f"{file} is a {weights.source_format} checkpoint, {entry.name} should be "
+                f"{entry.source_format}; delete it and download {entry.url} again"
+            )
+        weights.metadata.update(name=entry.name, source=str(file))
+        return weights
+    if path.is_file():
+        weights = read_weights_file(path)
+        weights.metadata["source"] = str(path)
+        return weights
+    if path.suffix or len(path.parts) > 1:
+        raise WeightsError(f"weights file not found: {path}")
+    raise WeightsError(
+        f"--weights {spec}: no such file and no such published weights "
+        f"(known: {', '.join(ZOO)}; see 'pconv weights list')"
+    )
+
+
+def model_from_weights(weights: Weights, *, device: str | torch.device = "cpu") -> nn.Module:
+    """The model ``weights`` describe, with their tensors loaded, in eval mode on ``device``.
+
+    The model is built on the meta device and takes the checkpoint's tensors as
+    its parameters (float32, contiguous), so no random initialisation runs and
+    nothing is copied twice. Training modules in the file are ignored.
+    """
+    family = get_family(weights.family)
+    source = weights.metadata.get("source", weights.family)
+    state = weights.net_state()
+    with torch.device("meta"):
+        model = family.build(weights.config)
+    check_state_dict(model.net, state, source)
+    model.net.load_state_dict({k: as_float32(v) for k, v in state.items()}, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        # a buffer the state dict cannot fill: initialise for real, then load
+        model = family.build(weights.config)
+        model.net.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def load_model(spec: str, device: str | torch.device = "cpu") -> nn.Module:
+    """``--weights SPEC`` (zoo name or path, any supported format) -> model in eval mode."""
+    return model_from_weights(open_weights(spec), device=device)

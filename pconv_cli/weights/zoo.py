@@ -1,0 +1,139 @@
+"""The zoo: published weights pconv knows by name (in the spirit of torchvision's weights enums).
+
+Each :class:`WeightsEntry` says where a file lives (URL and sha256 prefix), what
+it is (family, config, data, the publisher's scores) and which converter reads
+it (``source_format``). Nothing here downloads: see :mod:`pconv_cli.weights.hub`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pconv_cli.weights.errors import WeightsError
+
+__all__ = ["ZOO", "WeightsEntry", "get_weights", "list_weights"]
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One set of published weights: where to get it and what it is.
+
+    ``sha256_prefix`` is the start of the file's sha256 (torch.hub's convention:
+    the 8 hex digits in MMagic's file names); ``None`` means no hash is published
+    and the download is not checked. ``family`` and ``config`` are what the file
+    converts to; ``colour_order`` and ``normalization`` describe the *original*
+    weights (after conversion every entry runs on RGB images in [0, 1]).
+    ``metrics`` maps an evaluation set to the publisher's scores.
+    """
+
+    name: str
+    url: str
+    sha256_prefix: str | None
+    source_format: str
+    family: str
+    config: Mapping[str, Any]
+    dataset: str
+    description: str
+    train_size: int = 256
+    colour_order: str = "rgb"
+    normalization: str = "minus_one_one"
+    metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    license: str = ""
+    citation: str = ""
+    homepage: str = ""
+
+    @property
+    def filename(self) -> str:
+        """The file name in the hub cache: the URL's last component."""
+        return self.url.rsplit("/", 1)[-1]
+
+
+_PCONV_PAPER = (
+    "Liu, Reda, Shih, Wang, Tao, Catanzaro: Image Inpainting for Irregular Holes "
+    "Using Partial Convolutions, ECCV 2018"
+)
+_MMAGIC_CITATION = (
+    f"{_PCONV_PAPER}; MMagic (OpenMMLab Multimodal Advanced, Generative, and "
+    "Intelligent Creation Toolbox), https://github.com/open-mmlab/mmagic"
+)
+_MMAGIC_PCONV = "https://download.openmmlab.com/mmediting/inpainting/pconv/"
+_MMAGIC_PCONV_HOME = "https://github.com/open-mmlab/mmagic/tree/main/configs/partial_conv"
+_PCONV_L7 = {"layers": 7, "width": 1.0, "upsampling": "nearest", "normalization": "minus_one_one"}
+
+
+def _entries() -> list[WeightsEntry]:
+    return [
+        WeightsEntry(
+            name="mmagic-places",
+            url=_MMAGIC_PCONV + "pconv_256x256_stage2_4x2_places_20200619-1ffed0e8.pth",
+            sha256_prefix="1ffed0e8",
+            source_format="mmagic",
+            family="pconv_unet",
+            config=_PCONV_L7,
+            dataset="Places365",
+            description="MMagic's PConv U-Net, stage 2 (BN-frozen fine-tuning), Places365, 256x256",
+            colour_order="bgr",
+            metrics={"places365-val": {"l1": 8.776, "psnr": 22.762, "ssim": 0.801}},
+            license="Apache-2.0 (MMagic)",
+            citation=_MMAGIC_CITATION,
+            homepage=_MMAGIC_PCONV_HOME,
+        ),
+        WeightsEntry(
+            name="mmagic-celeba",
+            url=_MMAGIC_PCONV + "pconv_256x256_stage2_4x2_celeba_20200619-860f8b95.pth",
+            sha256_prefix="860f8b95",
+            source_format="mmagic",
+            family="pconv_unet",
+            config=_PCONV_L7,
+            dataset="CelebA",
+            description="MMagic's PConv U-Net, stage 2 (BN-frozen fine-tuning), CelebA, 256x256",
+            colour_order="bgr",
+            metrics={"celeba-val": {"l1": 5.990, "psnr": 25.404, "ssim": 0.853}},
+            license="Apache-2.0 (MMagic)",
+            citation=_MMAGIC_CITATION,
+            homepage=_MMAGIC_PCONV_HOME,
+        ),
+        WeightsEntry(
+            name="naoto0804-places2",
+            # The README links the release page (tag v0.0.0); the asset is the
+            # 1,000,000-iteration snapshot 1000000.pth. No hash is published.
+            url=(
+                "https://github.com/naoto0804/pytorch-inpainting-with-partial-conv/"
+                "releases/download/v0.0.0/1000000.pth"
+            ),
+            sha256_prefix=None,
+            source_format="naoto0804",
+            family="pconv_unet",
+            config={**_PCONV_L7, "normalization": "imagenet"},
+            dataset="Places2",
+            description=(
+                "naoto0804's unofficial re-implementation, 500k iterations + 500k BN-frozen "
+                "fine-tuning on Places2 at 256x256 (quality not guaranteed by its author)"
+            ),
+            normalization="imagenet",
+            license="MIT (naoto0804/pytorch-inpainting-with-partial-conv)",
+            citation=f"{_PCONV_PAPER}; https://github.com/naoto0804/pytorch-inpainting-with-partial-conv",
+            homepage="https://github.com/naoto0804/pytorch-inpainting-with-partial-conv",
+        ),
+    ]
+
+
+ZOO: dict[str, WeightsEntry] = {entry.name: entry for entry in _entries()}
+"""Published weights by name; see :func:`get_weights`. Other modules may add entries."""
+
+
+def list_weights() -> list[WeightsEntry]:
+    """Every zoo entry, in zoo order."""
+    return list(ZOO.values())
+
+
+def get_weights(name: str) -> WeightsEntry:
+    """The zoo entry called ``name``; an unknown name is a :class:`WeightsError`."""
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise WeightsError(
+            f"unknown weights {name!r}; known: {', '.join(ZOO)} (or pass a file path)"
+        ) from None
