@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor, nn
+from torch import nn
 
 from pconv_cli.data.images import (
     IMAGE_SUFFIXES,
@@ -50,7 +50,6 @@ from pconv_cli.data.images import (
 )
 from pconv_cli.data.masks import MaskError, MaskResizedWarning, load_mask
 from pconv_cli.data.panels import PanelRow, hole_panel, panel_grid
-from pconv_cli.models.inpainting import composite
 
 __all__ = [
     "DEFAULT_CROP_TRIGGER",
@@ -70,7 +69,6 @@ __all__ = [
     "inpaint_file",
     "inpaint_files",
     "inpaint_image",
-    "inpaint_tensor",
     "plan_jobs",
     "plan_windows",
     "predict",
@@ -88,17 +86,6 @@ DEFAULT_RESIZE_LIMIT = 1024
 
 
 # --------------------------------------------------------------------------- model passes
-
-
-def inpaint_tensor(model: nn.Module, image: Tensor, mask: Tensor) -> Tensor:
-    """Composite of ``image`` and ``model``'s output clamped to [0, 1].
-
-    ``image``: float (N, 3, H, W) RGB in [0, 1]; ``mask``: (N, 1, H, W), 1 = valid.
-    Known pixels come from ``image`` exactly. Runs without autograd.
-    """
-    with torch.inference_mode():
-        output = model(image, mask).clamp_(0.0, 1.0)
-        return composite(image, output, mask)
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -38,7 +38,6 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -564,6 +563,14 @@ def generate_mask(
 ) -> np.ndarray:
     """Draw one mask of ``kind``: bool array of shape ``size=(height, width)``, True = hole.
 
+    Kinds: ``irregular`` (MMagic's PConv/DeepFillv2 training masks: 4..9 groups of
+    1..5 thick segments), ``brush`` (DeepFillv2's free-form brush: 1..3 strokes of
+    4..11 vertices with round joints), ``box`` (1..3 rectangles, sides 1/8 to 1/2 of
+    256 scaled, 10 px at 256 from the border), ``thin``/``medium``/``thick`` (LaMa-like
+    presets: many narrow strokes; fewer, wider strokes plus boxes with p=0.3; 1..5
+    very wide strokes plus larger boxes), ``mixed`` (one of those, drawn with
+    :data:`MIXED_WEIGHTS`).
+
     ``hole_ratio=(lo, hi)`` asks for ``lo <= ratio < hi`` (None: the kind's default
     range, :data:`DEFAULT_HOLE_RATIO`); ``border`` and ``margin`` as in the module
     docstring. Raises :class:`MaskError` for impossible requests or after ``max_tries``.
@@ -657,44 +664,6 @@ def _fill_towards_ratio(
     if count >= low and _meets_border(pixels, frame):
         return pixels > 0
     return None
-
-
-def irregular_mask(rng: np.random.Generator, **options: Any) -> np.ndarray:
-    """MMagic's irregular mask (PConv/DeepFillv2 training): 4..9 groups of 1..5 thick segments.
-
-    Options as :func:`generate_mask`; default hole ratio 0.15-0.65 as in MMagic.
-    """
-    return generate_mask("irregular", rng, **options)
-
-
-def brush_mask(rng: np.random.Generator, **options: Any) -> np.ndarray:
-    """DeepFillv2 free-form brush: 1..3 strokes of 4..11 vertices with round joints."""
-    return generate_mask("brush", rng, **options)
-
-
-def box_mask(rng: np.random.Generator, **options: Any) -> np.ndarray:
-    """1..3 rectangles (sides 1/8 to 1/2 of 256, scaled) kept 10 px (at 256) from the border."""
-    return generate_mask("box", rng, **options)
-
-
-def thin_mask(rng: np.random.Generator, **options: Any) -> np.ndarray:
-    """LaMa-like thin preset: many narrow strokes; masks over 50% are redrawn."""
-    return generate_mask("thin", rng, **options)
-
-
-def medium_mask(rng: np.random.Generator, **options: Any) -> np.ndarray:
-    """LaMa-like medium preset: fewer, wider strokes, plus boxes with p=0.3."""
-    return generate_mask("medium", rng, **options)
-
-
-def thick_mask(rng: np.random.Generator, **options: Any) -> np.ndarray:
-    """LaMa-like thick preset: 1..5 very wide strokes, plus larger boxes with p=0.3."""
-    return generate_mask("thick", rng, **options)
-
-
-def mixed_mask(rng: np.random.Generator, **options: Any) -> np.ndarray:
-    """One of the concrete kinds, chosen with :data:`MIXED_WEIGHTS`."""
-    return generate_mask("mixed", rng, **options)
 
 
 # --------------------------------------------------------------------------- files

@@ -63,9 +63,6 @@ fewer float32 digits, and an integer shift keeps uint8 differences exact."""
 _CPU_PIXELS = 2**17
 _GPU_PIXELS = 2**23
 """Pixels per step: two 256x256 images keep a CPU step's 16 maps in cache; GPUs want more."""
-_LANES = 12
-"""Maps filtered per pixel: x, y, x^2 + y^2 and xy for 3 channels (the Gaussian is linear,
-so E[x^2] + E[y^2] takes one lane), channels-last for the depthwise convolution."""
 
 
 def _check_pair(output: Tensor, target: Tensor) -> None:

@@ -207,7 +207,8 @@ def get_task(name: str) -> type[Task]:
     try:
         return _TASKS[name]
     except KeyError:
-        raise TrainingError(f"no training task {name!r}; known: {', '.join(_TASKS)}") from None
+        known = ", ".join(list_tasks())
+        raise TrainingError(f"no training task {name!r}; known: {known}") from None
 
 
 def list_tasks() -> list[str]:
