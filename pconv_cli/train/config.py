@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pconv_cli.train.errors import TrainingError
+
 __all__ = [
     "DEFAULT_ARCH",
     "PRECISIONS",
@@ -38,10 +40,6 @@ RESUMABLE_OVERRIDES = frozenset({
 """Options a resumed run may change; everything else comes from its config.json."""
 
 _MODEL_KEYS_V1 = ("layers", "width", "upsampling", "normalization")
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot start or go on (one-line message for the CLI)."""
 
 
 @dataclass

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from PIL import Image
@@ -27,10 +27,13 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from pconv_cli.data.datasets import InpaintingDataset, MaskSource, collate, resolve_images
-from pconv_cli.train.config import TrainConfig, TrainingError
 from pconv_cli.train.distributed import all_reduce_mean
+from pconv_cli.train.errors import TrainingError
 from pconv_cli.train.losses import InpaintingLoss, LossWeights, load_vgg16_features
 from pconv_cli.train.visuals import sample_grid
+
+if TYPE_CHECKING:
+    from pconv_cli.train.config import TrainConfig
 
 __all__ = [
     "InpaintingTask",
