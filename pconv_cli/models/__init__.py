@@ -2,7 +2,7 @@
 
 ``build_model(name, **options)`` builds any registered family, ``list_models()``
 names them, ``register_model`` adds one. Built-in families: ``pconv_unet`` (alias
-``pconv``) and ``unet``. Inpainting models take float RGB in [0, 1] and masks
+``pconv``), ``unet`` and ``deepfillv2``. Inpainting models take float RGB in [0, 1] and masks
 with 1 = valid, 0 = hole (see :mod:`pconv_cli.models.inpainting`).
 """
 
@@ -24,6 +24,7 @@ from pconv_cli.models.registry import (
 # isort: off
 from pconv_cli.models import pconv_unet as _pconv_unet  # noqa: F401
 from pconv_cli.models import unet as _unet  # noqa: F401
+from pconv_cli.models import deepfillv2 as _deepfillv2  # noqa: F401
 # isort: on
 
 __all__ = [

@@ -101,6 +101,12 @@ class InpaintingModel(nn.Module):
         """Inputs are padded internally to a multiple of this (1 if the net does not say)."""
         return int(getattr(self.net, "size_multiple", 1))
 
-    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
-        out = self.net(self.normalize(image), mask)
+    def forward(
+        self, image: Tensor, mask: Tensor, **net_options: Any
+    ) -> Tensor | tuple[Tensor, ...]:
+        """The net's output on the [0, 1] scale; ``net_options`` go to the net (e.g. DeepFillv2's
+        ``stages=True``, whose tuple of outputs comes back mapped the same way)."""
+        out = self.net(self.normalize(image), mask, **net_options)
+        if isinstance(out, tuple):
+            return tuple(self.normalize.inverse(o) for o in out)
         return self.normalize.inverse(out)
