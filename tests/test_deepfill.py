@@ -266,3 +266,41 @@ def test_converted_discriminator_on_rgb_equals_raw_on_bgr(mmagic_file):
     with torch.no_grad():
         torch.testing.assert_close(ours(torch.cat([x, hole], 1)),
                                    reference(torch.cat([x.flip(1), hole], 1)))  # fmt: skip
+
+
+def test_init_from_an_mmagic_file_starts_both_nets_from_it(mmagic_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from pconv_cli.cli import app
+    from pconv_cli.weights import read_checkpoint
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "images"
+    run = tmp_path / "ft"
+    result = CliRunner().invoke(app, [
+        "finetune", "--init", str(mmagic_file), "--data", str(examples), "--out", str(run),
+        "--steps", "1", "--size", "72", "--batch", "1", "--workers", "0", "--device", "cpu",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    start = open_weights(str(mmagic_file))
+    trained = read_checkpoint(run / "last.safetensors")
+    assert trained.family == "deepfillv2" and trained.config == start.config
+    for name in ("discriminator", None):
+        before = start.module_state(name) if name else start.net_state()
+        after = trained.module_state(name) if name else trained.net_state()
+        key = "conv1.conv.weight_orig" if name else "stage2.decoder.dec7.conv.conv.weight"
+        change = (after[key] - before[key]).abs().max().item()
+        assert 0 < change < 1e-3, (name, change)  # one Adam step (lr 1e-4) away from the file
+
+
+def test_weights_convert_keeps_the_discriminator(mmagic_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from pconv_cli.cli import app
+    from pconv_cli.weights import read_checkpoint
+
+    out = tmp_path / "deepfill.safetensors"
+    result = CliRunner().invoke(app, ["weights", "convert", str(mmagic_file), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    written, source = read_checkpoint(out), open_weights(str(mmagic_file))
+    assert written.family == "deepfillv2" and written.state.keys() == source.state.keys()
+    assert all(torch.equal(written.state[k], source.state[k]) for k in source.state)

@@ -70,12 +70,26 @@ class _FakeDownload:
 
 def test_registry_entries_carry_their_metadata():
     names = [e.name for e in W.list_weights()]
-    assert names == ["mmagic-places", "mmagic-celeba", "naoto0804-places2"]
+    assert names == [
+        "mmagic-places", "mmagic-celeba", "naoto0804-places2",
+        "mmagic-deepfillv2-places", "mmagic-deepfillv2-celeba",
+    ]  # fmt: skip
     for entry in W.list_weights():
         assert entry.source_format in W.list_converters()
-        assert (entry.family, entry.config["layers"], entry.train_size) == ("pconv_unet", 7, 256)
+        assert entry.train_size == 256 and entry.url.endswith(entry.filename)
         assert entry.config["normalization"] == entry.normalization  # what the converter gives
-        assert entry.url.endswith(entry.filename)
+        if entry.family == "pconv_unet":
+            assert entry.config["layers"] == 7
+        else:
+            assert entry.family == "deepfillv2" and entry.config["width"] == 1.0
+    for name, prefix, scores in (
+        ("mmagic-deepfillv2-places", "10d15793", {"l1": 8.635, "psnr": 22.398, "ssim": 0.815}),
+        ("mmagic-deepfillv2-celeba", "c96e5f12", {"l1": 5.411, "psnr": 25.721, "ssim": 0.871}),
+    ):
+        entry = W.get_weights(name)
+        assert entry.filename.endswith(f"-{prefix}.pth") and entry.sha256_prefix == prefix
+        assert entry.url.startswith("https://download.openmmlab.com/mmediting/inpainting/deepfillv2/")
+        assert next(iter(entry.metrics.values())) == scores and entry.colour_order == "bgr"
     places, celeba = W.get_weights("mmagic-places"), W.get_weights("mmagic-celeba")
     for entry in (places, celeba):
         # MMagic names end in the first 8 hex digits of the file's sha256.

@@ -1,8 +1,9 @@
 """``pconv train`` and ``pconv finetune``: thin wrappers over :mod:`pconv_cli.train`.
 
 Both commands are built from one table of options (:data:`OPTIONS`): ``finetune``
-is ``train --stage 2`` with a required ``--init`` and without the options that
-``--init`` decides (architecture, size of the net) or that only a new run has.
+is ``train`` at the family's fine-tuning stage (the PConv U-Net's stage 2) with a
+required ``--init`` and without the options that ``--init`` decides (architecture,
+size of the net) or that only a new run has.
 Options left unset fall back to the task's stage defaults, then the preset, then
 the built-in defaults (see ``TrainConfig``). torch is imported inside the commands.
 """
@@ -199,7 +200,7 @@ def _overrides(values: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
-def _run(values: dict[str, Any], *, resume: bool) -> None:
+def _run(values: dict[str, Any], *, resume: bool, finetune: bool = False) -> None:
     from rich.console import Console
     from rich.markup import escape
 
@@ -211,7 +212,7 @@ def _run(values: dict[str, Any], *, resume: bool) -> None:
     overrides = _overrides(values)
     out = overrides["out"]
     try:
-        config = resolve_config(overrides, resume=resume)
+        config = resolve_config(overrides, resume=resume, finetune=finetune)
         if resume:
             for name in ignored_on_resume(overrides):
                 console.print(f"note: --{name.replace('_', '-')} is ignored with --resume")
@@ -351,7 +352,7 @@ def _train(values: dict[str, Any]) -> None:
 
 
 def _finetune(values: dict[str, Any]) -> None:
-    _run({**values, "stage": 2}, resume=False)
+    _run(values, resume=False, finetune=True)
 
 
 train = _command(
@@ -365,6 +366,9 @@ train = _command(
 
 finetune = _command(
     "finetune",
-    "Fine-tune weights on new data: stage-2 defaults (lr 5e-5, encoder BN frozen).",
+    """Fine-tune weights on new data with their family's fine-tuning defaults.
+
+    PConv U-Net: stage 2 (lr 5e-5, encoder BN frozen); DeepFillv2: lr 1e-4, both nets.
+    """,
     _finetune,
 )

@@ -119,12 +119,15 @@ def ignored_on_resume(overrides: dict[str, Any]) -> list[str]:
     return sorted(given - RESUMABLE_OVERRIDES - {"out"})
 
 
-def resolve_config(overrides: dict[str, Any], *, resume: bool = False) -> TrainConfig:
+def resolve_config(
+    overrides: dict[str, Any], *, resume: bool = False, finetune: bool = False
+) -> TrainConfig:
     """Defaults < the task's stage defaults < preset < ``overrides`` (keys of :class:`TrainConfig`).
 
     ``overrides["model"]`` holds model options the user gave. With ``resume`` the
     run dir's ``config.json`` is the base and only :data:`RESUMABLE_OVERRIDES`
-    may be changed (see :func:`ignored_on_resume`).
+    may be changed (see :func:`ignored_on_resume`). ``finetune`` picks the task's
+    fine-tuning stage (the PConv U-Net's stage 2) and needs ``init``.
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
@@ -140,10 +143,12 @@ def resolve_config(overrides: dict[str, Any], *, resume: bool = False) -> TrainC
         )
         config.init_from = "resume"
         return config
-    return _resolve_new(overrides)
+    if finetune and not overrides.get("init"):
+        raise TrainingError("fine-tuning needs --init WEIGHTS")
+    return _resolve_new(overrides, finetune)
 
 
-def _resolve_new(overrides: dict[str, Any]) -> TrainConfig:
+def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConfig:
     from pconv_cli.models.registry import ModelError, get_family, make_config
     from pconv_cli.train.tasks import get_task
     from pconv_cli.weights import WeightsError, open_weights
@@ -165,6 +170,8 @@ def _resolve_new(overrides: dict[str, Any]) -> TrainConfig:
             f"(a {init_weights.family} model)"
         )
     task = get_task(family.task)
+    if finetune:
+        overrides = {**overrides, "stage": task.finetune_stage}
     stage = overrides.get("stage", 1)
     if stage not in task.stage_defaults:
         stages = " or ".join(str(s) for s in task.stage_defaults)

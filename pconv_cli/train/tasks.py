@@ -117,7 +117,8 @@ class Task:
 
     - ``primary``: name of the module that is the model (saved as the checkpoint's net);
     - ``stage_defaults``: per ``--stage``, option defaults (``lr``, ``steps``, ...);
-    - ``init_stages``: stages that need ``--init``;
+    - ``init_stages``: stages that need ``--init``; ``finetune_stage``: the stage
+      ``pconv finetune`` trains;
     - ``presets``: ``--preset`` name -> options (``"model"``: model options);
     - ``loss_weights``: default weight of every named loss term (``--loss-*``).
 
@@ -128,6 +129,7 @@ class Task:
     primary: ClassVar[str] = "generator"
     stage_defaults: ClassVar[Mapping[int, Mapping[str, Any]]] = {1: {"lr": 1e-4, "steps": 10_000}}
     init_stages: ClassVar[frozenset[int]] = frozenset()
+    finetune_stage: ClassVar[int] = 1
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     loss_weights: ClassVar[Mapping[str, float]] = {}
 
@@ -288,6 +290,7 @@ class PConvTask(InpaintingTask):
         2: {"lr": 5e-5, "steps": 500_000, "freeze_encoder_bn": True},
     }  # Step counts are MMagic's (Places365).
     init_stages: ClassVar[frozenset[int]] = frozenset({2})
+    finetune_stage: ClassVar[int] = 2
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         # A few minutes on 2 CPU cores: a narrow net at 128 px without VGG.
         "demo": {
@@ -349,9 +352,15 @@ class PConvTask(InpaintingTask):
 
 
 def masked_l1(output: Tensor, target: Tensor, weight: Tensor, eps: float = 1e-12) -> Tensor:
-    """``sum(|output - target| * weight) / sum(weight)``, ``weight`` (N, 1, H, W) over channels."""
+    """``sum(|output - target| * weight) / sum(weight)``, ``weight`` (N, 1, H, W) over channels.
+
+    Under DDP the denominator is the mean over ranks of ``sum(weight)``, so the
+    average of the ranks' losses is the global batch's masked mean (and DDP trains
+    what one process with the global batch would).
+    """
     weight = weight.expand_as(output)
-    return ((output - target).abs() * weight).sum() / (weight.sum() + eps)
+    total = all_reduce_mean(weight.sum().detach().reshape(1))[0]
+    return ((output - target).abs() * weight).sum() / (total + eps)
 
 
 @register_task("deepfillv2")
@@ -361,7 +370,7 @@ class DeepFillTask(InpaintingTask):
     Per step, after one generator forward: a discriminator update (hinge loss on
     the stage-2 composite and the truth, each with the hole mask) then a generator
     update: L1 over hole and over valid pixels for the stage-1 and stage-2 raw
-    outputs (weight 1 each, each averaged over its pixels) plus 0.1 x the hinge
+    outputs (weight 1 each, each averaged over its pixels of the global batch) plus 0.1 x the hinge
     adversarial loss on the stage-2 composite. Losses are computed on the
     network's normalised scale ([-1, 1]), as MMagic does; hinge terms and spectral
     norms run in float32. Adam at lr 1e-4 for both nets.
