@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from pconv_cli.models.inpainting import NORMALIZATIONS, InpaintingModel, check_inputs
 from pconv_cli.models.registry import register_model
 from pconv_cli.nn.attention import ContextualAttention
-from pconv_cli.nn.gated_conv import GatedConv2d
+from pconv_cli.nn.gated_conv import GatedConv2d, run_banded
 from pconv_cli.nn.spectral_norm import SpectralNormConv2d
 
 __all__ = [
@@ -97,7 +97,11 @@ class DeepFillEncoder(nn.Module):
             in_channels = out_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        for level in range(1, 7):
+        first = 1
+        if not torch.is_grad_enabled() and self.enc1.output_bytes(x) > self.enc1.band_bytes:
+            # large inference: the full-resolution enc1 output never exists whole
+            x, first = run_banded([(self.enc1, False), (self.enc2, False)], x), 3
+        for level in range(first, 7):
             x = getattr(self, f"enc{level}")(x)
         return x
 
@@ -129,8 +133,13 @@ class DeepFillDecoder(nn.Module):
             in_channels = out_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        for level in range(1, 8):
-            x = getattr(self, f"dec{level}")(x, upsample=level in (3, 5))
+        for level in range(1, 5):
+            x = getattr(self, f"dec{level}")(x, upsample=level == 3)
+        if not torch.is_grad_enabled() and self.dec5.output_bytes(x, True) > self.dec5.band_bytes:
+            # large inference: dec5 and dec6 outputs at full resolution never exist whole
+            x = run_banded([(self.dec5, True), (self.dec6, False), (self.dec7, False)], x)
+        else:
+            x = self.dec7(self.dec6(self.dec5(x, upsample=True)))
         return torch.tanh(x)
 
 
@@ -202,6 +211,7 @@ class DeepFillv2Net(nn.Module):
         mask = check_inputs(image, mask)
         height, width = image.shape[-2:]
         valid = mask.amin(1, keepdim=True)
+        del mask
         ph = max(MIN_SIZE, height + (-height) % SIZE_MULTIPLE) - height
         pw = max(MIN_SIZE, width + (-width) % SIZE_MULTIPLE) - width
         if ph or pw:  # replicate the borders (image and mask alike), crop back at the end
@@ -209,11 +219,17 @@ class DeepFillv2Net(nn.Module):
             valid = F.pad(valid, (0, pw, 0, ph), mode="replicate")
         hole = 1.0 - valid
         masked = image * valid
+        del image
         ones = torch.ones_like(valid)
         coarse = self.stage1(torch.cat([masked, ones, hole], 1))
-        coarse_image = coarse * hole + masked * valid
-        fine = self.stage2(torch.cat([coarse_image, ones, hole], 1), valid)
-        fine = fine[..., :height, :width]
+        coarse_image = coarse * hole + masked  # holes of ``masked`` are 0
+        del masked
+        if not stages:
+            del coarse
+        refiner_input = [torch.cat([coarse_image, ones, hole], 1)]
+        del coarse_image, ones, hole
+        # handed over, not kept here: the refiner frees its input once its encoders ran
+        fine = self.stage2(refiner_input.pop(), valid)[..., :height, :width]
         if stages:
             return coarse[..., :height, :width], fine
         return fine

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 __all__ = ["DEFAULT_MAX_BYTES", "ContextualAttention", "contextual_attention"]
 
-DEFAULT_MAX_BYTES = 192 * 2**20
+DEFAULT_MAX_BYTES = 160 * 2**20
 """Working-set budget of one query tile (score rows of its queries and neighbours)."""
 
 _EPS = 1e-4  # lower bound of a context patch's L2 norm
@@ -156,33 +156,39 @@ def _attend(x, hole, softmax_scale, fuse_weights, max_bytes, keep_attention=Fals
 
 
 def _tile_shape(hs: int, ws: int, patches: int, max_bytes: int | None) -> tuple[int, int]:
-    """Rows x columns of query tiles whose score buffers (about 6 per query) fit ``max_bytes``."""
+    """Rows x columns of the query tiles.
+
+    A tile of r x c queries reads the scores of about (r + 2) x (c + 2) queries
+    (its neighbours for the fuse), and at most three such score buffers of
+    ``patches`` float32 values each are alive at once.
+    """
     if max_bytes is None:
         return hs, ws
-    per_query = 6 * 4 * patches  # scores of the tile, its neighbours and temporaries
-    queries = max(1, max_bytes // per_query)
-    if queries >= hs * ws:
-        return hs, ws
-    if queries >= 4 * ws:  # whole rows: neighbours cost two extra rows
-        return max(1, queries // ws - 2), ws
-    cols = min(ws, max(4, int(math.sqrt(queries * ws / hs))))
-    return max(1, queries // (3 * cols)), cols
+    rows_of_scores = max(9, max_bytes // (3 * 4 * patches))  # (r + 2) * (c + 2) at most
+    side = max(1, int(math.sqrt(rows_of_scores)) - 2)
+    if side >= ws:  # whole rows
+        return max(1, min(hs, rows_of_scores // (ws + 2) - 2)), ws
+    return min(hs, side), side
 
 
 def _scores(indices: Tensor, grid: _Grid, padded: Tensor, row: int, inv_norm: Tensor) -> Tensor:
-    """Correlations (len(indices), patches) of queries with the normalised context patches."""
+    """Correlations of queries with the normalised context patches, one zero row appended.
+
+    Returns (len(indices) + 1, patches); the last row is all zeros (a missing neighbour).
+    """
     qi, qj = indices // grid.w, indices % grid.w
     length = grid.h * row
-    total = None
+    total = padded.new_zeros(len(indices), length)  # patches + 2 dummy columns per row
     for u in range(3):
         for v in range(3):
-            query = padded[:, (qi + u) * row + qj + v]  # (c, q)
             start = u * row + v
-            context = padded[:, start : start + length]  # (c, patches + 2 dummies per row)
-            part = query.t() @ context
-            total = part if total is None else total.add_(part)
-    total = total.view(-1, grid.h, row)[:, :, : grid.w].reshape(-1, grid.size)
-    return total.mul_(inv_norm)
+            total.addmm_(padded[:, (qi + u) * row + qj + v].t(), padded[:, start : start + length])
+    scores = padded.new_empty(len(indices) + 1, grid.size)
+    scores[:-1].view(-1, grid.h, grid.w).copy_(total.view(-1, grid.h, row)[:, :, : grid.w])
+    del total
+    scores[:-1].mul_(inv_norm)
+    scores[-1].zero_()
+    return scores
 
 
 def _fused_scores(queries, grid: _Grid, padded, row, inv_norm, fuse_weights) -> Tensor:
@@ -196,8 +202,7 @@ def _fused_scores(queries, grid: _Grid, padded, row, inv_norm, fuse_weights) -> 
     needed_b = torch.unique(around[(around >= 0) & (around < size)])
     position = torch.full((size + 2,), -1, dtype=torch.long, device=queries.device)
     position[needed_b] = torch.arange(len(needed_b), device=queries.device)
-    base = _scores(needed_b, grid, padded, row, inv_norm)
-    base = torch.cat([base, base.new_zeros(1, size)])  # row -1 -> zeros
+    base = _scores(needed_b, grid, padded, row, inv_norm)  # its last row is zeros
     zero_row = len(base) - 1
 
     def rows_of(index: Tensor) -> Tensor:
@@ -207,18 +212,22 @@ def _fused_scores(queries, grid: _Grid, padded, row, inv_norm, fuse_weights) -> 
 
     w_prev, w_mid, w_next = fuse_weights
     # Row-major pass: F1[a, l] = sum_d w_d * C[a + d, l + d].
-    first = base[rows_of(needed_a)].mul_(w_mid)
-    first[:, 1:].add_(base[rows_of(needed_a - 1)][:, :-1], alpha=w_prev)
-    first[:, :-1].add_(base[rows_of(needed_a + 1)][:, 1:], alpha=w_next)
+    first = base.new_empty(len(needed_a) + 1, size)  # its last row: zeros
+    torch.index_select(base, 0, rows_of(needed_a), out=first[:-1])
+    first[:-1].mul_(w_mid)
+    first[:-1, 1:].add_(base[rows_of(needed_a - 1)][:, :-1], alpha=w_prev)
+    first[:-1, :-1].add_(base[rows_of(needed_a + 1)][:, 1:], alpha=w_next)
+    first[-1].zero_()
     del base
-    first = torch.cat([first, first.new_zeros(1, size)])
     position_a = torch.full((size + 1,), len(first) - 1, dtype=torch.long, device=queries.device)
     position_a[needed_a] = torch.arange(len(needed_a), device=queries.device)
     # Column-major pass: F2[q, l] = sum_d w_d * F1[q (+) d, l (+) d] in column-major order.
-    padded_first = torch.cat([first, first.new_zeros(len(first), 1)], 1)  # column size -> 0
     fused = first[position_a[queries]].mul_(w_mid)
-    fused.add_(padded_first[position_a[grid.down[queries]]][:, grid.down], alpha=w_next)
-    fused.add_(padded_first[position_a[grid.up[queries]]][:, grid.up], alpha=w_prev)
+    for neighbour, weight in ((grid.down, w_next), (grid.up, w_prev)):
+        valid_columns = neighbour < size
+        columns = torch.where(valid_columns, neighbour, 0)
+        shifted = first[position_a[neighbour[queries]]][:, columns]
+        fused.add_(shifted.mul_(valid_columns), alpha=weight)
     return fused
 
 

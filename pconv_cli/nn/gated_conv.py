@@ -10,7 +10,9 @@ Large inputs at inference (no autograd) run in bands of output rows: the band's
 input rows are gathered with the reflection (and an optional nearest x2
 upsampling) folded into the row and column indices, so neither the padded nor
 the upsampled input, nor the ``2 * out_channels`` convolution output, ever
-exists at full size. The result equals the one-pass computation.
+exists at full size. :func:`run_banded` does the same for a chain of layers, so
+that not even their intermediate outputs exist at full size. The result equals
+the one-pass computation.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DEFAULT_BAND_BYTES", "GatedConv2d", "PaddedConv2d"]
+__all__ = ["DEFAULT_BAND_BYTES", "GatedConv2d", "PaddedConv2d", "run_banded"]
 
 DEFAULT_BAND_BYTES = 48 * 2**20
 """Inference outputs larger than this are computed in bands of rows of about this size."""
@@ -96,34 +98,89 @@ class GatedConv2d(nn.Module):
         p, s = self.conv.padding, conv.stride[0]
         return (height + 2 * p - reach - 1) // s + 1, (width + 2 * p - reach - 1) // s + 1
 
-    def forward(self, x: Tensor, upsample: bool = False) -> Tensor:
+    def output_bytes(self, x: Tensor, upsample: bool = False) -> int:
+        """Bytes of the ``2 * out_channels`` convolution output for input ``x``."""
         height, width = x.shape[-2:]
         if upsample:
             height, width = 2 * height, 2 * width
         out_h, out_w = self._output_size(height, width)
-        out_bytes = x.shape[0] * 2 * self.out_channels * out_h * out_w * x.element_size()
-        if not torch.is_grad_enabled() and out_bytes > self.band_bytes:
-            return self._banded(x, upsample, (height, width), (out_h, out_w))
+        return x.shape[0] * 2 * self.out_channels * out_h * out_w * x.element_size()
+
+    def _geometry(self) -> tuple[int, int, int]:
+        conv = self.conv.conv
+        return self.conv.padding, conv.stride[0], conv.dilation[0] * (conv.kernel_size[0] - 1)
+
+    def forward(self, x: Tensor, upsample: bool = False) -> Tensor:
+        if not torch.is_grad_enabled() and self.output_bytes(x, upsample) > self.band_bytes:
+            return run_banded([(self, upsample)], x)
         if upsample:
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         return self._gate(self.conv(x))
 
-    def _banded(self, x: Tensor, upsample: bool, size, out_size) -> Tensor:
-        """The same result, computed for bands of output rows (no autograd)."""
-        conv = self.conv.conv
-        p, s = self.conv.padding, conv.stride[0]
-        reach = conv.dilation[0] * (conv.kernel_size[0] - 1)
-        height, width = size
-        out_h, out_w = out_size
+    def source_rows(self, top: int, bottom: int, source_height: int, upsample: bool):
+        """Rows [lo, hi) of the source (before upsampling) read by output rows [top, bottom)."""
+        p, s, reach = self._geometry()
+        height = 2 * source_height if upsample else source_height
+        first, last = top * s - p, (bottom - 1) * s + reach - p
+        rows = _reflect(torch.arange(first, last + 1), height) // (2 if upsample else 1)
+        return int(rows.min()), int(rows.max()) + 1
+
+    def rows(
+        self,
+        source: Tensor,
+        source_top: int,
+        source_size: tuple[int, int],
+        top: int,
+        bottom: int,
+        upsample: bool,
+    ) -> Tensor:
+        """Output rows [top, bottom) from ``source``, which holds source rows from ``source_top``.
+
+        ``source_size`` is the whole source's (height, width) before upsampling.
+        """
+        p, s, reach = self._geometry()
         shrink = 2 if upsample else 1
-        columns = _reflect(torch.arange(-p, width + p, device=x.device), width) // shrink
-        row_bytes = x.shape[0] * 6 * self.out_channels * out_w * x.element_size()
-        rows_per_band = max(1, self.band_bytes // row_bytes)
-        out = x.new_empty(x.shape[0], self.out_channels, out_h, out_w)
+        height, width = source_size[0] * shrink, source_size[1] * shrink
+        padded_rows = torch.arange(top * s, (bottom - 1) * s + reach + 1, device=source.device)
+        rows = _reflect(padded_rows - p, height) // shrink - source_top
+        columns = _reflect(torch.arange(-p, width + p, device=source.device), width) // shrink
+        band = source.index_select(2, rows).index_select(3, columns)
+        return self._gate(self.conv.conv(band))
+
+
+def run_banded(layers: list[tuple[GatedConv2d, bool]], x: Tensor) -> Tensor:
+    """Gated convs applied in sequence (each ``(layer, upsample)``), in bands of output rows.
+
+    No intermediate result exists at full size: each band computes the rows every
+    layer needs (halos included, reflection at the borders) from the rows of the
+    layer before. Equals applying the layers one after the other; no autograd.
+    """
+    sizes = [tuple(x.shape[-2:])]
+    for layer, upsample in layers:
+        height, width = sizes[-1]
+        if upsample:
+            height, width = 2 * height, 2 * width
+        sizes.append(layer._output_size(height, width))
+    out_h, out_w = sizes[-1]
+    last = layers[-1][0]
+    widest = max(
+        layer.out_channels * size[1] for (layer, _), size in zip(layers, sizes[1:], strict=True)
+    )
+    row_bytes = x.shape[0] * 6 * widest * x.element_size()
+    rows_per_band = max(1, min(layer.band_bytes for layer, _ in layers) // row_bytes)
+    out = x.new_empty(x.shape[0], last.out_channels, out_h, out_w)
+    with torch.no_grad():
         for top in range(0, out_h, rows_per_band):
             bottom = min(top + rows_per_band, out_h)
-            padded_rows = torch.arange(top * s, (bottom - 1) * s + reach + 1, device=x.device)
-            rows = _reflect(padded_rows - p, height) // shrink
-            band = x.index_select(2, rows).index_select(3, columns)
-            out[:, :, top:bottom] = self._gate(conv(band))
-        return out
+            ranges = [(top, bottom)]
+            for index in range(len(layers) - 1, 0, -1):
+                layer, upsample = layers[index]
+                ranges.append(layer.source_rows(*ranges[-1], sizes[index][0], upsample))
+            ranges.reverse()  # output rows of every layer for this band
+            source, source_top = x, 0
+            for index, (layer, upsample) in enumerate(layers):
+                lo, hi = ranges[index]
+                source = layer.rows(source, source_top, sizes[index], lo, hi, upsample)
+                source_top = lo
+            out[:, :, top:bottom] = source
+    return out
