@@ -213,7 +213,10 @@ def _fused_scores(queries, grid: _Grid, padded, row, inv_norm, fuse_weights) -> 
     w_prev, w_mid, w_next = fuse_weights
     # Row-major pass: F1[a, l] = sum_d w_d * C[a + d, l + d].
     first = base.new_empty(len(needed_a) + 1, size)  # its last row: zeros
-    torch.index_select(base, 0, rows_of(needed_a), out=first[:-1])
+    if base.requires_grad:  # training: out= cannot record autograd
+        first[:-1] = base[rows_of(needed_a)]
+    else:  # no temporary copy
+        torch.index_select(base, 0, rows_of(needed_a), out=first[:-1])
     first[:-1].mul_(w_mid)
     first[:-1, 1:].add_(base[rows_of(needed_a - 1)][:, :-1], alpha=w_prev)
     first[:-1, :-1].add_(base[rows_of(needed_a + 1)][:, 1:], alpha=w_next)
