@@ -304,3 +304,19 @@ def test_weights_convert_keeps_the_discriminator(mmagic_file, tmp_path):
     written, source = read_checkpoint(out), open_weights(str(mmagic_file))
     assert written.family == "deepfillv2" and written.state.keys() == source.state.keys()
     assert all(torch.equal(written.state[k], source.state[k]) for k in source.state)
+
+
+def test_loading_in_a_fresh_process(tmp_path):
+    """Building on the meta device must not run torch's decompositions (they import dynamo)."""
+    import subprocess
+    import sys
+
+    from pconv_cli.weights import save_checkpoint
+
+    path = save_checkpoint(
+        tmp_path / "deepfill.safetensors", build_model("deepfillv2", width=0.125)
+    )
+    code = f"from pconv_cli.weights import load_model; print(load_model({str(path)!r}).family)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "deepfillv2"

@@ -181,10 +181,34 @@ def test_inpaint_and_eval_with_a_deepfill_checkpoint(tiny_run, tmp_path):
     masks = tmp_path / "masks"
     masks.mkdir()
     save_mask(masks / "a.png", np.pad(np.ones((20, 24), dtype=bool), ((20, 24), (16, 24))))
+    from pconv_cli.weights import save_checkpoint
+
+    pconv = save_checkpoint(
+        tmp_path / "pconv.safetensors", build_model("pconv", layers=3, width=0.125)
+    )
     report = tmp_path / "eval.json"
     _invoke("eval", "--folder", EXAMPLES, "--masks", masks, "--weights",
-            tiny_run / "last.safetensors", "--method", "mean", "--device", "cpu",
-            "--json", report)  # fmt: skip
+            tiny_run / "last.safetensors", "--weights", pconv, "--method", "mean",
+            "--device", "cpu", "--json", report)  # fmt: skip
     sources = json.loads(report.read_text())["sources"]
+    assert list(sources) == ["mean", "last", "pconv"]  # side by side on the same pairs
     assert sources["last"]["checkpoint"]["family"] == "deepfillv2"
-    assert len(sources["last"]["images"]) == 6
+    assert sources["pconv"]["checkpoint"]["family"] == "pconv_unet"
+    for source in sources.values():
+        assert [r["name"] for r in source["images"]] == [
+            r["name"] for r in sources["mean"]["images"]
+        ]
+
+
+def test_loss_weights_by_term_name(tmp_path):
+    run = tmp_path / "weights"
+    _invoke("train", *TINY, "--out", run, "--steps", "1",
+            "--loss", "adversarial=0.5", "--loss", "l1_hole=2")  # fmt: skip
+    config = json.loads((run / "config.json").read_text())
+    assert config["loss_weights"] == {"l1_hole": 2.0, "l1_valid": 1.0, "adversarial": 0.5}
+    runner = CliRunner()
+    bad = runner.invoke(app, ["train", *TINY, "--out", str(tmp_path / "x"), "--loss", "hole"])
+    assert bad.exit_code == 2 and "TERM=WEIGHT" in bad.output
+    unknown = runner.invoke(app, ["train", *TINY, "--out", str(tmp_path / "y"), "--loss", "tv=1"])
+    assert unknown.exit_code == 1 and "unknown loss term tv" in unknown.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

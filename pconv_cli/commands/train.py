@@ -135,6 +135,11 @@ OPTIONS: tuple[_Option, ...] = (
             key="loss.style"),
     _Option("loss_tv", float, _opt("--loss-tv", panel=_PANEL_OPT, help="[default: 0.1]"),
             key="loss.tv"),
+    _Option("loss", list[str], _opt(
+        "--loss", panel=_PANEL_OPT, metavar="TERM=WEIGHT",
+        help="Weight of any loss term of the model's task, repeatable: e.g. "
+        "l1_hole=1 adversarial=0.1 for deepfillv2 (see config.json for the terms).",
+    ), key="loss.*"),
     _Option("freeze_encoder", bool, _opt(
         "--freeze-encoder/--no-freeze-encoder", panel=_PANEL_OPT,
         help="Freeze the whole encoder, not only its BN.",
@@ -191,6 +196,17 @@ def _overrides(values: dict[str, Any]) -> dict[str, Any]:
         if key.startswith("model."):
             if value is not None:
                 overrides["model"][key.removeprefix("model.")] = value
+        elif key == "loss.*":
+            for item in value or []:
+                name, sep, weight = item.partition("=")
+                try:
+                    overrides["loss_weights"][name.strip()] = float(weight)
+                except ValueError:
+                    sep = ""
+                if not sep or not name.strip():
+                    raise typer.BadParameter(
+                        f"{item!r} is not TERM=WEIGHT (e.g. l1_hole=1.0)", param_hint="--loss"
+                    )
         elif key.startswith("loss."):
             if value is not None:
                 overrides["loss_weights"][key.removeprefix("loss.")] = value

@@ -99,8 +99,9 @@ class DeepFillEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         first = 1
         if not torch.is_grad_enabled() and self.enc1.output_bytes(x) > self.enc1.band_bytes:
-            # large inference: the full-resolution enc1 output never exists whole
-            x, first = run_banded([(self.enc1, False), (self.enc2, False)], x), 3
+            # large inference: outputs at full and half resolution never exist whole
+            chain = [(getattr(self, f"enc{level}"), False) for level in range(1, 5)]
+            x, first = run_banded(chain, x), 5
         for level in range(first, 7):
             x = getattr(self, f"enc{level}")(x)
         return x
@@ -133,13 +134,14 @@ class DeepFillDecoder(nn.Module):
             in_channels = out_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        for level in range(1, 5):
-            x = getattr(self, f"dec{level}")(x, upsample=level == 3)
-        if not torch.is_grad_enabled() and self.dec5.output_bytes(x, True) > self.dec5.band_bytes:
-            # large inference: dec5 and dec6 outputs at full resolution never exist whole
-            x = run_banded([(self.dec5, True), (self.dec6, False), (self.dec7, False)], x)
+        x = self.dec2(self.dec1(x))
+        if not torch.is_grad_enabled() and self.dec3.output_bytes(x, True) > self.dec3.band_bytes:
+            # large inference: outputs at half and full resolution never exist whole
+            chain = [(getattr(self, f"dec{level}"), level in (3, 5)) for level in range(3, 8)]
+            x = run_banded(chain, x)
         else:
-            x = self.dec7(self.dec6(self.dec5(x, upsample=True)))
+            for level in range(3, 8):
+                x = getattr(self, f"dec{level}")(x, upsample=level in (3, 5))
         return torch.tanh(x)
 
 
@@ -203,7 +205,7 @@ class DeepFillv2Net(nn.Module):
         self.stage1 = CoarseNet(config)
         self.stage2 = Refiner(config)
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, nn.Conv2d) and not module.weight.is_meta:  # MMagic's init
                 nn.init.normal_(module.weight, 0.0, 0.02)
                 nn.init.zeros_(module.bias)
 
@@ -264,7 +266,7 @@ class DeepFillDiscriminator(nn.Module):
             self.add_module(f"conv{level}", _SNConvBlock(in_channels, out_channels))
             in_channels = out_channels
         for module in self.modules():
-            if isinstance(module, SpectralNormConv2d):
+            if isinstance(module, SpectralNormConv2d) and not module.weight_orig.is_meta:
                 nn.init.kaiming_normal_(module.weight_orig, a=0.2, mode="fan_out",
                                         nonlinearity="leaky_relu")  # fmt: skip
 

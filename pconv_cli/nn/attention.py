@@ -65,7 +65,8 @@ def contextual_attention(
             _attend(x[i], hole[i], softmax_scale, fuse_weights, max_bytes, return_attention)
             for i in range(n)
         ]
-    out = torch.stack([r[0] for r in results]).to(features.dtype)
+    out = results[0][0][None] if n == 1 else torch.stack([r[0] for r in results])
+    out = out.to(features.dtype)
     if return_attention:
         return out, torch.stack([r[1] for r in results])
     return out
@@ -82,7 +83,9 @@ class ContextualAttention(nn.Module):
         super().__init__()
         self.softmax_scale = softmax_scale
         self.max_bytes = max_bytes
-        self.register_buffer("fuse_kernel", torch.eye(3).view(1, 1, 3, 3))
+        identity = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+        # (not torch.eye: under the meta device it goes through torch's decompositions)
+        self.register_buffer("fuse_kernel", torch.tensor(identity).view(1, 1, 3, 3))
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
         diagonal = torch.diagonal(self.fuse_kernel[0, 0]).tolist()
@@ -136,6 +139,7 @@ def _attend(x, hole, softmax_scale, fuse_weights, max_bytes, keep_attention=Fals
     phases = [
         [F.pad(raw[:, a::2, b::2], (0, 0, 0, 1)).reshape(c, -1) for b in (0, 1)] for a in (0, 1)
     ]
+    del raw
     out = torch.zeros(c, h + 2, w + 2, dtype=x.dtype, device=x.device)
 
     rows, cols = _tile_shape(hs, ws, patches, max_bytes)
@@ -151,8 +155,8 @@ def _attend(x, hole, softmax_scale, fuse_weights, max_bytes, keep_attention=Fals
             if kept is not None:
                 kept[queries] = attention
             _paste(out, attention, phases, (i0, i1, j0, j1), hs, ws)
-    overlap = _overlap(hs, ws, x.device, x.dtype)
-    return out[:, 1 : h + 1, 1 : w + 1] / overlap, kept
+    result = out[:, 1 : h + 1, 1 : w + 1]
+    return result.div_(_overlap(hs, ws, x.device, x.dtype)), kept
 
 
 def _tile_shape(hs: int, ws: int, patches: int, max_bytes: int | None) -> tuple[int, int]:
@@ -176,16 +180,20 @@ def _scores(indices: Tensor, grid: _Grid, padded: Tensor, row: int, inv_norm: Te
 
     Returns (len(indices) + 1, patches); the last row is all zeros (a missing neighbour).
     """
-    qi, qj = indices // grid.w, indices % grid.w
     length = grid.h * row
-    total = padded.new_zeros(len(indices), length)  # patches + 2 dummy columns per row
-    for u in range(3):
-        for v in range(3):
-            start = u * row + v
-            total.addmm_(padded[:, (qi + u) * row + qj + v].t(), padded[:, start : start + length])
     scores = padded.new_empty(len(indices) + 1, grid.size)
-    scores[:-1].view(-1, grid.h, grid.w).copy_(total.view(-1, grid.h, row)[:, :, : grid.w])
-    del total
+    step = 64  # queries per matmul: the padded-layout buffer stays small
+    for first in range(0, len(indices), step):
+        part = indices[first : first + step]
+        qi, qj = part // grid.w, part % grid.w
+        total = padded.new_zeros(len(part), length)  # patches + 2 dummy columns per row
+        for u in range(3):
+            for v in range(3):
+                start = u * row + v
+                query = padded[:, (qi + u) * row + qj + v].t()
+                total.addmm_(query, padded[:, start : start + length])
+        grid_view = total.view(-1, grid.h, row)[:, :, : grid.w]
+        scores[first : first + len(part)].view(-1, grid.h, grid.w).copy_(grid_view)
     scores[:-1].mul_(inv_norm)
     scores[-1].zero_()
     return scores
