@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from pconv_cli import __version__
+from pconv_cli.commands.classify import classify_app
 from pconv_cli.commands.evaluate import evaluate
 from pconv_cli.commands.gen_masks import gen_masks
 from pconv_cli.commands.inpaint import inpaint
@@ -56,6 +57,7 @@ app.command("eval")(evaluate)
 app.command("evaluate", hidden=True)(evaluate)
 app.command("inpaint")(inpaint)
 app.add_typer(weights_app, name="weights")
+app.add_typer(classify_app, name="classify")
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ the built-in defaults (see ``TrainConfig``). torch is imported inside the comman
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,123 +215,6 @@ def _overrides(values: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
-def _run(values: dict[str, Any], *, resume: bool, finetune: bool = False) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    from pconv_cli.train.config import ignored_on_resume, resolve_config
-    from pconv_cli.train.distributed import LaunchError
-    from pconv_cli.train.loop import EXPECTED_ERRORS, TrainingInterrupted, train
-
-    console = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line
-    overrides = _overrides(values)
-    out = overrides["out"]
-    try:
-        config = resolve_config(overrides, resume=resume, finetune=finetune)
-        if resume:
-            for name in ignored_on_resume(overrides):
-                console.print(f"note: --{name.replace('_', '-')} is ignored with --resume")
-        if config.processes > 1 and "WORLD_SIZE" not in os.environ:
-            summary = _launch_workers(config)
-        else:
-            with _RichProgress(console) as progress:
-                summary = train(config, progress)
-    except TrainingInterrupted as exc:
-        console.print(
-            f"[yellow]{escape(str(exc))}[/]; continue with: "
-            f"pconv train --out {escape(out)} --resume",
-            highlight=False,
-        )
-        raise typer.Exit(130) from None
-    except (*EXPECTED_ERRORS, LaunchError) as exc:
-        console.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
-        if isinstance(exc, LaunchError) and any(Path(out).glob("checkpoints/*")):
-            console.print(f"resume with: pconv train --out {escape(out)} --resume")
-        raise typer.Exit(1) from None
-    if int(os.environ.get("RANK", 0)) == 0:
-        console.print(
-            f"[green]done[/]: step {summary['step']}, weights in {summary['checkpoint']}"
-            + (
-                f", {summary['skipped_images']} unreadable images skipped"
-                if summary.get("skipped_images")
-                else ""
-            )
-        )
-
-
-def _launch_workers(config) -> dict[str, Any]:
-    """``--gpus N`` / ``--nproc N``: N local workers through torch's elastic launcher."""
-    from pconv_cli.devices import resolve_device
-    from pconv_cli.train.distributed import check_world_size, launch
-    from pconv_cli.train.loop import launch_config, preflight, run_worker
-
-    device = resolve_device("cuda" if config.gpus else config.device)
-    check_world_size(config.processes, device)
-    preflight(config)
-    data, extensions = launch_config(config)
-    return launch(run_worker, (data, _rich_callbacks, extensions), processes=config.processes)
-
-
-def _rich_callbacks() -> _RichProgress:
-    """Progress display for rank 0 of a launched run (built inside the worker)."""
-    from rich.console import Console
-
-    return _RichProgress(Console(stderr=True, soft_wrap=True))
-
-
-class _RichProgress:
-    """TrainCallbacks drawing a rich progress bar (step, loss, images/s, ETA)."""
-
-    def __init__(self, console):
-        from pconv_cli.commands._progress import progress_bar
-
-        self.console = console
-        self.progress = progress_bar(
-            "train",
-            "loss {task.fields[loss]}",
-            "{task.fields[speed]}",
-            console=console,
-            transient=False,
-            hide_when_piped=False,
-        )
-        self.task = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def close(self) -> None:
-        if self.task is not None:  # the bar only exists once training has started
-            self.progress.stop()
-            self.task = None
-
-    # TrainCallbacks interface
-    def on_start(self, info: dict[str, Any]) -> None:
-        self.console.print(
-            f"[bold]pconv train[/] {info['arch']} on {info['device']}: {info['data']}, "
-            f"batch {info['batch']} (global {info['global_batch']}), "
-            f"lr {info['lr']:g}, {info['precision']}, {info['parameters']:,} parameters "
-            f"({info['trainable']:,} trainable), start: {info['init_from']} at step "
-            f"{info['start_step']}"
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(
-            "train", total=info["steps"], completed=info["start_step"], loss="-", speed=""
-        )
-
-    def on_step(self, step: int, loss: float) -> None:
-        self.progress.update(self.task, completed=step, loss=f"{loss:.4f}")
-
-    def on_log(self, record: dict[str, Any]) -> None:
-        self.progress.update(self.task, speed=f"{record['images_per_s']:.1f} img/s")
-
-    def on_message(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
-
-
 def _command(name: str, doc: str, body: Callable[[dict[str, Any]], None]) -> Callable[..., None]:
     """A typer command whose parameters are the :data:`OPTIONS` this command has."""
     parameters = []
@@ -362,13 +244,17 @@ def _command(name: str, doc: str, body: Callable[[dict[str, Any]], None]) -> Cal
 
 
 def _train(values: dict[str, Any]) -> None:
+    from pconv_cli.commands._training import run_training
+
     if not values["resume"] and values["data"] is None:
         raise typer.BadParameter("--data is required (unless --resume)", param_hint="--data")
-    _run(values, resume=values["resume"])
+    run_training(_overrides(values), resume=values["resume"])
 
 
 def _finetune(values: dict[str, Any]) -> None:
-    _run(values, resume=False, finetune=True)
+    from pconv_cli.commands._training import run_training
+
+    run_training(_overrides(values), resume=False, finetune=True)
 
 
 train = _command(

@@ -37,6 +37,7 @@ __all__ = [
     "make_config",
     "plugin_modules",
     "register_model",
+    "register_resolver",
 ]
 
 PLUGIN_GROUP = "pconv_cli.plugins"
@@ -56,6 +57,9 @@ class ModelFamily:
     - ``task``: name of the training task in :mod:`pconv_cli.train.tasks`.
     - ``training_modules``: builders ``config -> nn.Module`` of the other networks
       training needs (e.g. ``{"discriminator": ...}``), saved beside the model.
+    - ``defaults``: config values the family fixes (e.g. the torchvision ``arch`` of a
+      classifier family); ``build_options``: keyword arguments of ``build`` that are
+      not part of the config (e.g. ``weights`` to start from), so never stored.
     """
 
     name: str
@@ -66,6 +70,8 @@ class ModelFamily:
     aliases: tuple[str, ...] = ()
     training_modules: Mapping[str, Callable[[Any], nn.Module]] = field(default_factory=dict)
     description: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    build_options: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -75,6 +81,7 @@ class ModelFamily:
 
 _FAMILIES: dict[str, ModelFamily] = {}
 _ALIASES: dict[str, str] = {}
+_RESOLVERS: list[tuple[Callable[[str], ModelFamily | None], Callable[[], list[str]], str]] = []
 _plugins_loaded = False
 
 
@@ -87,6 +94,8 @@ def register_model(
     aliases: tuple[str, ...] = (),
     training_modules: Mapping[str, Callable[[Any], nn.Module]] | None = None,
     description: str = "",
+    defaults: Mapping[str, Any] | None = None,
+    build_options: tuple[str, ...] = (),
 ) -> Callable[[Callable[[Any], nn.Module]], Callable[[Any], nn.Module]]:
     """Decorator registering ``builder(config) -> nn.Module`` as family ``name``.
 
@@ -105,6 +114,8 @@ def register_model(
             aliases=tuple(aliases),
             training_modules=dict(training_modules or {}),
             description=description or (builder.__doc__ or "").strip().split("\n")[0],
+            defaults=dict(defaults or {}),
+            build_options=tuple(build_options),
         )
         _FAMILIES[name] = family
         for alias in aliases:
@@ -126,19 +137,48 @@ def _load_plugins() -> None:
         entry.load()
 
 
+def register_resolver(
+    resolve: Callable[[str], ModelFamily | None],
+    names: Callable[[], list[str]],
+    description: str,
+) -> None:
+    """Families made on demand: ``resolve(name)`` registers and returns the family a name
+    stands for (or None); ``names()`` lists every name it would accept; ``description``
+    says what they are in error messages.
+
+    For open-ended sets such as "any torchvision classifier, with or without partial
+    padding", where registering every member up front would import a library.
+    """
+    _RESOLVERS.append((resolve, names, description))
+
+
 def get_family(name: str) -> ModelFamily:
     """The family called ``name`` (or one of its aliases); unknown names are a ModelError."""
     _load_plugins()
     family = _FAMILIES.get(_ALIASES.get(name, name))
+    for resolve, _, _ in _RESOLVERS if family is None else ():
+        family = resolve(name)
+        if family is not None:
+            break
     if family is None:
-        raise ModelError(f"unknown model family {name!r}; known: {', '.join(list_models())}")
+        known = ", ".join(list_models(include_resolvable=False))
+        hint = "".join(f"; or {description}" for _, _, description in _RESOLVERS)
+        raise ModelError(f"unknown model family {name!r}; known: {known}{hint}")
     return family
 
 
-def list_models(kind: str | None = None) -> list[str]:
-    """Names of every registered family (of one ``kind`` if given), in registration order."""
+def list_models(kind: str | None = None, *, include_resolvable: bool = True) -> list[str]:
+    """Names of every registered family (of one ``kind`` if given), in registration order.
+
+    With ``include_resolvable`` the names families are made for on demand follow
+    (e.g. every torchvision classifier; the library they come from is imported).
+    """
     _load_plugins()
-    return [name for name, family in _FAMILIES.items() if kind is None or family.kind == kind]
+    names = [name for name, family in _FAMILIES.items() if kind is None or family.kind == kind]
+    if include_resolvable and kind in (None, "classification"):
+        for _, resolvable, _ in _RESOLVERS:
+            names += [name for name in resolvable() if name not in names]
+    return names
 
 
 def plugin_modules() -> list[str]:
@@ -151,6 +191,9 @@ def make_config(family: ModelFamily | str, options: Mapping[str, Any] | None = N
     if isinstance(family, str):
         family = get_family(family)
     options = dict(options or {})
+    for key, value in family.defaults.items():
+        if options.setdefault(key, value) != value:
+            raise ModelError(f"{family.name} fixes {key} = {value!r}, got {options[key]!r}")
     known = [f.name for f in dataclasses.fields(family.config)]
     unknown = sorted(set(options) - set(known))
     if unknown:
@@ -189,7 +232,10 @@ def build_model(name: str, **options: Any) -> nn.Module:
     """Build family ``name`` with keyword ``options`` (its config's fields; others default).
 
     ``build_model("pconv_unet", layers=7, width=1.0)``. The result knows its
-    family and config (``model.family``, ``model.config``).
+    family and config (``model.family``, ``model.config``). Options in the
+    family's ``build_options`` (e.g. a classifier's ``weights``) go to the builder
+    without entering the config.
     """
     family = get_family(name)
-    return family.build(make_config(family, options))
+    extra = {key: options.pop(key) for key in family.build_options if key in options}
+    return family.build(make_config(family, options), **extra)

@@ -6,6 +6,7 @@ layer says otherwise; activations are (N, C, H, W).
 
 from pconv_cli.nn.blocks import ConvBlock
 from pconv_cli.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from pconv_cli.nn.padding import PartialPaddingConv2d, convert_to_partial_padding
 from pconv_cli.nn.partial_conv import ChannelMask, PartialConv2d, mask_window_sums
 from pconv_cli.nn.sync_batchnorm import SyncBatchNorm2d, convert_sync_batchnorm
 
@@ -16,7 +17,9 @@ __all__ = [
     "ConvBlock",
     "Normalize",
     "PartialConv2d",
+    "PartialPaddingConv2d",
     "SyncBatchNorm2d",
     "convert_sync_batchnorm",
+    "convert_to_partial_padding",
     "mask_window_sums",
 ]

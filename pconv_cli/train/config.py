@@ -21,6 +21,7 @@ from pconv_cli.train.errors import TrainingError
 
 __all__ = [
     "DEFAULT_ARCH",
+    "LR_SCHEDULES",
     "PRECISIONS",
     "RESUMABLE_OVERRIDES",
     "TrainConfig",
@@ -32,9 +33,12 @@ __all__ = [
 
 DEFAULT_ARCH = "pconv_unet"
 PRECISIONS = ("fp32", "bf16", "fp16")
+LR_SCHEDULES = ("constant", "step", "cosine")
+"""``step``: x ``lr_gamma`` every ``lr_step`` epochs (steps without ``epochs``); ``cosine``:
+half a cosine from ``lr`` to 0 over the run."""
 
 RESUMABLE_OVERRIDES = frozenset({
-    "steps", "workers", "device", "save_every", "keep_last", "sample_every", "log_every",
+    "steps", "epochs", "workers", "device", "save_every", "keep_last", "sample_every", "log_every",
     "gpus", "nproc", "precision", "channels_last", "compile",
 })  # fmt: skip
 """Options a resumed run may change; everything else comes from its config.json."""
@@ -60,7 +64,14 @@ class TrainConfig:
     flip: bool = True
     batch: int = 8
     steps: int | None = None
+    epochs: int | None = None
     lr: float | None = None
+    lr_schedule: str = "constant"
+    lr_step: int = 30
+    lr_gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    pretrained: str | None = None
     masks: str = "irregular"
     invert_mask: bool = False
     workers: int = 4
@@ -82,6 +93,17 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+
+    def lr_factor(self, step: int, steps_per_epoch: int, total_steps: int) -> float:
+        """The learning rate of step ``step`` (0-based) as a multiple of ``lr``."""
+        if self.lr_schedule == "step":
+            unit = step // steps_per_epoch if self.epochs else step
+            return self.lr_gamma ** (unit // self.lr_step)
+        if self.lr_schedule == "cosine":
+            import math
+
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        return 1.0
 
     @property
     def processes(self) -> int:
@@ -138,9 +160,7 @@ def resolve_config(
         if not out:
             raise TrainingError("--resume needs --out RUN_DIR")
         config = read_config(out)
-        config = replace(
-            config, **{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES}
-        )
+        config = replace(config, **{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES})
         config.init_from = "resume"
         return config
     if finetune and not overrides.get("init"):
@@ -211,9 +231,7 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
     if init_weights is not None:
         values["init_from"] = "init"
     elif stage in task.init_stages:
-        raise TrainingError(
-            f"--stage {stage} fine-tunes a trained model: pass --init CHECKPOINT"
-        )
+        raise TrainingError(f"--stage {stage} fine-tunes a trained model: pass --init CHECKPOINT")
     else:
         values["init_from"] = "scratch"
     config = TrainConfig(**values)
@@ -224,7 +242,23 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
 def _validate(config: TrainConfig) -> None:
     checks = [
         (config.batch >= 1, "--batch must be >= 1"),
-        (config.steps is not None and config.steps >= 1, "--steps must be >= 1"),
+        (
+            (config.steps is not None and config.steps >= 1)
+            or (config.epochs is not None and config.epochs >= 1),
+            "--steps (or --epochs) must be >= 1",
+        ),
+        (
+            config.lr_schedule in LR_SCHEDULES,
+            f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}",
+        ),
+        (
+            config.lr_step >= 1 and 0 < config.lr_gamma <= 1,
+            "--lr-step must be >= 1, --lr-gamma in (0, 1]",
+        ),
+        (
+            config.momentum >= 0 and config.weight_decay >= 0,
+            "momentum and weight decay must be >= 0",
+        ),
         (config.lr is not None and config.lr > 0, "--lr must be > 0"),
         (config.size >= 8, "--size must be >= 8"),
         (config.save_every >= 1 and config.sample_every >= 1, "intervals must be >= 1"),

@@ -16,6 +16,7 @@ the number of processes, and a resumed run continues exactly.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 import time
@@ -213,7 +214,10 @@ def _build_task(config: TrainConfig, device: torch.device, callbacks: TrainCallb
     """The model (seeded: every rank starts from the same weights) and its family's task."""
     family = get_family(config.arch)
     torch.manual_seed(config.seed)
-    model = build_model(family.name, **config.model)
+    options = dict(config.model)
+    if config.pretrained and config.init_from == "scratch":  # e.g. torchvision's weights
+        options["weights"] = config.pretrained
+    model = build_model(family.name, **options)
     return get_task(family.task)(config, model, device=device, log=callbacks.on_message)
 
 
@@ -319,7 +323,7 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
         for name in optimizers
     }
 
-    start_step, start_position, skipped = 0, 0, set()
+    start_step, start_position, skipped, best = 0, 0, set(), None
     if config.init_from == "resume":
         state = run.load_latest(modules=modules, primary=task.primary, on_skip=callbacks.on_message)
         for name, optimizer in optimizers.items():
@@ -331,7 +335,7 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
                 scaler.load_state_dict(state["scalers"][name])
         _restore_rng(state["rng"], device)
         start_step, start_position = state["step"], state["sampler_position"]
-        skipped = set(state.get("skipped", []))
+        skipped, best = set(state.get("skipped", [])), state.get("best")
     if ctx.is_main:  # on resume too: the operational options may have changed
         run.root.mkdir(parents=True, exist_ok=True)
         text = config.to_json()
@@ -341,7 +345,8 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
     fixed = _fixed_samples(config, task, dataset) if ctx.is_main else None
     history = read_history(run.root / "log.jsonl", start_step) if ctx.is_main else []
     per_step = config.batch * ctx.world_size  # positions of the sample stream per step
-    total_steps = config.steps
+    steps_per_epoch = max(1, math.ceil(len(dataset) / per_step))
+    total_steps = config.epochs * steps_per_epoch if config.epochs else config.steps
     parameters = [p for m in modules.values() for p in m.parameters()]
     callbacks.on_start({
         "device": str(device) + (f" x {ctx.world_size} processes" if ctx.enabled else ""),
@@ -356,6 +361,8 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
         "trainable": sum(p.numel() for p in parameters if p.requires_grad),
         "init_from": config.init_from,
         "lr": config.lr,
+        "epochs": config.epochs,
+        "steps_per_epoch": steps_per_epoch,
     })  # fmt: skip
     if start_step >= total_steps:
         callbacks.on_message(f"nothing to do: the run is at step {start_step} of {total_steps}")
@@ -371,12 +378,36 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
             "rng": _rng_state(device),
             "sampler_position": start_position + (at_step - start_step) * per_step,
             "skipped": sorted(skipped),
+            "best": best,
         }
-        metadata = {"step": at_step, "stage": config.stage, "size": config.size}
         return run.save(
             model=task.model, modules=modules, primary=task.primary, state=state,
-            metadata=metadata, keep_last=config.keep_last,
+            metadata=metadata(at_step), keep_last=config.keep_last,
         )  # fmt: skip
+
+    def metadata(at_step: int) -> dict[str, Any]:
+        return {"step": at_step, "stage": config.stage, "size": config.size,
+                **task.checkpoint_metadata()}  # fmt: skip
+
+    def validate(at_step: int) -> None:
+        """The task's validation metrics: logged, and ``best.safetensors`` when they improve."""
+        nonlocal best
+        metrics = task.validate()
+        if not metrics or not ctx.is_main:
+            return
+        record = {"step": at_step, **{f"val_{k}": v for k, v in metrics.items()}}
+        if config.epochs:
+            record["epoch"] = at_step // steps_per_epoch
+        append_jsonl(run.root / "log.jsonl", record)
+        history.append(record)
+        text = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        where = f"epoch {record['epoch']}" if config.epochs else f"step {at_step}"
+        callbacks.on_message(f"{where}: {text}")
+        key = task.best_metric
+        if key is not None and (best is None or metrics[key] > best):
+            best = metrics[key]
+            run.save_best(task.model, **metadata(at_step), best_metric=key, best=best)
+            callbacks.on_message(f"new best {key} {best:.4g}: saved {run.best}")
 
     def describe_failure(name: str, value: float) -> str:
         good = run.saved_steps()
@@ -395,6 +426,10 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
                 if path not in skipped:
                     skipped.add(path)
                     callbacks.on_message(f"skipped unreadable image {path} ({len(skipped)} so far)")
+            lr = config.lr * config.lr_factor(step, steps_per_epoch, total_steps)
+            for optimizer in optimizers.values():
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
             context = StepContext(
                 modules=wrapped, optimizers=optimizers, scalers=scalers, device=device,
                 amp_dtype=amp_dtype, memory_format=memory_format, step=step + 1,
@@ -425,10 +460,16 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
                 picture = task.sample(fixed)
                 if picture is not None:
                     save_png(run.sample_path(step), picture)
-            if step % config.save_every == 0 or step == total_steps:
+            epoch_end = config.epochs and step % steps_per_epoch == 0
+            if epoch_end or step == total_steps or (
+                not config.epochs and step % config.save_every == 0
+            ):
+                validate(step)
+            if step % config.save_every == 0 or step == total_steps or epoch_end:
                 saved = save(step)
                 if saved is not None:
-                    curve = loss_curve([r["step"] for r in history], [r["loss"] for r in history])
+                    trained = [r for r in history if "loss" in r]
+                    curve = loss_curve([r["step"] for r in trained], [r["loss"] for r in trained])
                     save_png(run.root / "loss.png", curve)
                     callbacks.on_message(f"saved {saved}")
             if step >= total_steps:

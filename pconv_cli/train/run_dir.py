@@ -6,6 +6,7 @@ Layout::
     log.jsonl          one JSON record per log interval (every loss term, lr, images/s)
     last.safetensors   the newest weights (a pconv checkpoint: the model, plus the
                        task's other modules under their names, e.g. ``discriminator.*``)
+    best.safetensors   the model with the best validation metric (tasks that validate)
     checkpoints/       step-XXXXXXXX.safetensors (weights) + step-XXXXXXXX.state.pt
                        (optimizers and grad scalers by name, RNG, sample-stream
                        position; loaded with ``weights_only=True``)
@@ -48,6 +49,15 @@ class RunDir:
     @property
     def last(self) -> Path:
         return self.root / "last.safetensors"
+
+    @property
+    def best(self) -> Path:
+        """The model with the best validation metric so far (tasks that validate)."""
+        return self.root / "best.safetensors"
+
+    def save_best(self, model: nn.Module, **metadata: Any) -> Path:
+        """Write ``best.safetensors`` (the model only), atomically."""
+        return save_checkpoint(self.best, model, **metadata)
 
     def model_path(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:08d}.safetensors"

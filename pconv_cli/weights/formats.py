@@ -43,6 +43,7 @@ __all__ = [
     "detect_format",
     "get_converter",
     "list_converters",
+    "read_state_file",
     "read_weights_file",
     "register_converter",
 ]
@@ -190,6 +191,19 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
     return state
+
+
+def read_state_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """The tensors of a weights file (torch.save, read safely, or safetensors), unconverted.
+
+    A ``state_dict``/``model`` wrapper and a DataParallel ``module.`` prefix are removed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if _sniff(path) == "safetensors":
+        return read_safetensors(path)[0]
+    return _unwrap_state_dict(_torch_load(path), path)
 
 
 def convert_state(state: dict[str, Tensor], format_name: str, *, source: str) -> Weights:

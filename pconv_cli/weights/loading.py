@@ -64,7 +64,12 @@ def model_from_weights(weights: Weights, *, device: str | torch.device = "cpu") 
     family = get_family(weights.family)
     source = weights.metadata.get("source", weights.family)
     state = weights.net_state()
-    with torch.device("meta"):
+    try:
+        with torch.device("meta"):
+            model = family.build(weights.config)
+    except (AttributeError, NotImplementedError, RuntimeError):
+        # some builders initialise with ops the meta device cannot run (in a fresh
+        # process, torch's meta decompositions of normal_ import torch._dynamo half-way)
         model = family.build(weights.config)
     check_state_dict(model.net, state, source)
     model.net.load_state_dict({k: as_float32(v) for k, v in state.items()}, assign=True)
