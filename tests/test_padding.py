@@ -47,7 +47,7 @@ def test_equals_the_per_window_formula(kernel, stride, padding, dilation, groups
 
 def test_ratios_are_1_inside_1_5_on_edges_2_25_in_corners():
     layer = PartialPaddingConv2d(1, 1, 3, padding=1, bias=False)
-    scale, update = layer.ratio(5, 6, torch.device("cpu"), torch.float32)
+    scale, update = layer.ratio(5, 6, torch.device("cpu"), torch.float32)  # no bias: the ratio
     assert update is None  # every output window sees the image
     expected = torch.ones(5, 6)
     expected[0, :] = expected[-1, :] = expected[:, 0] = expected[:, -1] = 1.5
@@ -80,7 +80,7 @@ def test_bf16_autocast_is_finite_with_a_float32_ratio():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = layer(torch.randn(2, 3, 16, 16))
     assert torch.isfinite(out).all()
-    scale, _ = next(iter(layer._ratio_cache.values()))
+    scale, _ = layer.ratio(16, 16, torch.device("cpu"), torch.float32)
     assert scale.dtype == torch.float32
 
 
@@ -100,8 +100,10 @@ def test_convert_resnet18_keeps_keys_values_and_loads_plain_weights():
         for module in converted.modules():  # with the ratio forced to 1: the plain model
             if isinstance(module, PartialPaddingConv2d):
                 assert module._ratio_cache  # filled by the call above, reused below
-                for scale, _ in module._ratio_cache.values():
-                    scale.fill_(1.0)
+                for ratio, _, regions in module._ratio_cache.values():
+                    ratio.fill_(1.0)
+                    for _, _, strip, _ in regions:
+                        strip.fill_(1.0)
         torch.testing.assert_close(converted(x), plain(x))
 
 
@@ -130,3 +132,12 @@ def test_convert_any_torchvision_classifier(name):
     with torch.no_grad():
         out = converted(torch.randn(1, 3, 64, 64))
     assert out.shape == (1, 7) and torch.isfinite(out).all()
+
+
+def test_a_ratio_cached_under_inference_mode_serves_training_too():
+    layer = PartialPaddingConv2d(3, 4, 3, padding=1)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.inference_mode():
+        layer(x)  # fills the cache
+    layer(x.requires_grad_()).sum().backward()  # reuses it with autograd
+    assert layer.weight.grad is not None

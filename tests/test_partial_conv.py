@@ -267,3 +267,13 @@ def test_gradcheck_float64():
         lambda x, w, b: torch.func.functional_call(layer, {"weight": w, "bias": b}, (x,))[0],
         (x, weight, bias),
     )
+
+
+def test_padding_cache_from_inference_mode_serves_training_too():
+    layer = PartialConv2d(3, 4, 3, padding=1)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.inference_mode():
+        layer(x)
+    out, _ = layer(x.requires_grad_())
+    out.sum().backward()
+    assert layer.weight.grad is not None

@@ -255,10 +255,12 @@ class PartialConv2d(nn.Conv2d):
         key = (x.shape[-2], x.shape[-1], x.device, x.dtype)
         cached = self._padding_cache.get(key)
         if cached is None:
-            ones = torch.ones(1, 1, *x.shape[-2:], device=x.device, dtype=_mask_dtype(x.dtype))
-            channels = self.in_channels if self.multi_channel else 1
-            scale, new_mask = self._ratio_and_mask(ones * channels)
-            cached = (scale.to(x.dtype), new_mask)
+            # plain tensors even when first called under inference_mode: training may follow
+            with torch.inference_mode(False), torch.no_grad():
+                ones = torch.ones(1, 1, *x.shape[-2:], device=x.device, dtype=_mask_dtype(x.dtype))
+                channels = self.in_channels if self.multi_channel else 1
+                scale, new_mask = self._ratio_and_mask(ones * channels)
+                cached = (scale.to(x.dtype), new_mask)
             if len(self._padding_cache) >= _PADDING_CACHE_SIZE:
                 self._padding_cache.pop(next(iter(self._padding_cache)))
             self._padding_cache[key] = cached
