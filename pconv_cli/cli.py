@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from pconv_cli import __version__
+from pconv_cli.commands._options import MARKUP
 from pconv_cli.commands.classify import classify_app
 from pconv_cli.commands.evaluate import evaluate
 from pconv_cli.commands.gen_masks import gen_masks
@@ -27,6 +28,7 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    rich_markup_mode=MARKUP,
 )
 
 

@@ -140,22 +140,22 @@ def test_ctrl_c_saves_and_resume_matches_straight_run(tmp_path):
 
 
 def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    import safetensors.torch
+    from pconv_cli.weights import checkpoint
 
-    real_save = safetensors.torch.save_file
+    real_save = checkpoint.write_safetensors
     calls = {"n": 0}
 
-    def dying_save(tensors, filename, metadata=None):
+    def dying_save(path, tensors, metadata):
         calls["n"] += 1
         if calls["n"] > 2:  # step 5 writes 2 files; die half-way through step 10's first
-            Path(filename).write_bytes(b"partial")
+            Path(path).write_bytes(b"partial")
             raise KeyboardInterrupt
-        return real_save(tensors, filename, metadata=metadata)
+        return real_save(path, tensors, metadata)
 
-    monkeypatch.setattr(safetensors.torch, "save_file", dying_save)
+    monkeypatch.setattr(checkpoint, "write_safetensors", dying_save)
     with pytest.raises(KeyboardInterrupt):
         train(_config(tmp_path / "run", steps=10, save_every=5))
-    monkeypatch.setattr(safetensors.torch, "save_file", real_save)
+    monkeypatch.setattr(checkpoint, "write_safetensors", real_save)
     run = tmp_path / "run"
     leftovers = [p.name for p in run.rglob("*.tmp")]
     assert leftovers == []

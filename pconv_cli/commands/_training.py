@@ -21,7 +21,7 @@ def run_training(overrides: dict[str, Any], *, resume: bool, finetune: bool = Fa
     from rich.console import Console
     from rich.markup import escape
 
-    from pconv_cli.train.config import ignored_on_resume, resolve_config
+    from pconv_cli.train.config import UsageError, ignored_on_resume, resolve_config
     from pconv_cli.train.distributed import LaunchError
     from pconv_cli.train.loop import EXPECTED_ERRORS, TrainingInterrupted, train
 
@@ -29,6 +29,9 @@ def run_training(overrides: dict[str, Any], *, resume: bool, finetune: bool = Fa
     out = overrides["out"]
     try:
         config = resolve_config(overrides, resume=resume, finetune=finetune)
+        if config.out != out and not resume:  # --stage 2 continuing the stage-1 run in --out
+            out = config.out
+            console.print(f"stage {config.stage} starts from {config.init}, writing to {out}")
         if resume:
             for name in ignored_on_resume(overrides):
                 console.print(f"note: --{name.replace('_', '-')} is ignored with --resume")
@@ -44,6 +47,9 @@ def run_training(overrides: dict[str, Any], *, resume: bool, finetune: bool = Fa
             highlight=False,
         )
         raise typer.Exit(130) from None
+    except UsageError as exc:
+        console.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
     except (*EXPECTED_ERRORS, LaunchError) as exc:
         console.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
         if isinstance(exc, LaunchError) and any(Path(out).glob("checkpoints/*")):
@@ -62,11 +68,10 @@ def run_training(overrides: dict[str, Any], *, resume: bool, finetune: bool = Fa
 
 def _launch_workers(config) -> dict[str, Any]:
     """``--gpus N`` / ``--nproc N``: N local workers through torch's elastic launcher."""
-    from pconv_cli.devices import resolve_device
     from pconv_cli.train.distributed import check_world_size, launch
-    from pconv_cli.train.loop import launch_config, preflight, run_worker
+    from pconv_cli.train.loop import launch_config, preflight, run_worker, training_device
 
-    device = resolve_device("cuda" if config.gpus else config.device)
+    device = training_device(config)
     check_world_size(config.processes, device)
     preflight(config)
     data, extensions = launch_config(config)

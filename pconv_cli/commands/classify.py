@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from pconv_cli.commands._options import MARKUP
+
 classify_app = typer.Typer(
     name="classify",
     help="Train and evaluate image classifiers, e.g. pd_resnet50 (partial-convolution padding).",
@@ -19,6 +21,7 @@ classify_app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    rich_markup_mode=MARKUP,
 )
 
 _PANEL_OPT = "Optimisation"

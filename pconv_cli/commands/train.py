@@ -14,9 +14,18 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
+
+from pconv_cli.commands._options import (
+    DEVICE_METAVAR,
+    FLAG,
+    device_value,
+    masks_value,
+    non_negative_float,
+    positive_float,
+)
 
 _PANEL_DATA = "Data"
 _PANEL_MODEL = "Model"
@@ -45,141 +54,160 @@ def _opt(*decls: str, help: str, panel: str, default: Any = None, **extra: Any) 
     return typer.Option(default, *decls, help=help, rich_help_panel=panel, **extra)
 
 
+_FIXED = "Fixed by --init."
+_STAGES = "[default: 1]"
+_ARCHES = "[pconv_unet|unet|deepfillv2|NAME]"
+_PRECISIONS = Literal["fp32", "bf16", "fp16"]
+_CROPS = Literal["mmagic", "resize"]
+
 OPTIONS: tuple[_Option, ...] = (
     _Option("data", str, _opt(
-        "--data", panel=_PANEL_DATA,
-        help="Image folder (searched recursively) or a file list "
-        "(Places365/CelebA style 'path [label]' lines).",
-    ), finetune=typer.Option(..., "--data", help="Image folder or file list.",
-                             rich_help_panel=_PANEL_DATA)),
+        "--data", "--folder", panel=_PANEL_DATA, metavar="DIR|LIST",
+        help="Image folder (searched recursively) or a file list of Places365/CelebA "
+        "'path [label]' lines. Required unless --resume.",
+    ), finetune=typer.Option(..., "--data", "--folder", metavar="DIR|LIST",
+                             help="Image folder or file list.", rich_help_panel=_PANEL_DATA)),
     _Option("out", Path, typer.Option(..., "--out", "-o", help="Run directory.",
                                       rich_help_panel=_PANEL_RUN)),
     _Option("data_root", str, _opt(
-        "--data-root", panel=_PANEL_DATA,
-        help="Root for a file list's paths [default: the list's folder].",
+        "--data-root", panel=_PANEL_DATA, metavar="DIR",
+        help="Root of a file list's paths. [default: the list's folder]",
     )),
     _Option("stage", int, _opt(
-        "--stage", panel=_PANEL_RUN,
-        help="1: from scratch, lr 2e-4. 2: fine-tune --init with lr 5e-5 and "
-        "the encoder's BN frozen. [default: 1]",
+        "--stage", panel=_PANEL_RUN, min=1, max=2,
+        help="PConv U-Net: 1 from scratch (lr 2e-4); 2 fine-tunes --init, or the newest "
+        f"stage-1 checkpoint in --out, with lr 5e-5 and the encoder's BN frozen. {_STAGES}",
     ), finetune=False),
     _Option("init", str, _opt(
-        "--init", panel=_PANEL_RUN,
+        "--init", "--weights", panel=_PANEL_RUN, metavar="NAME|PATH",
         help="Start from these weights: a zoo name or a pconv, MMagic or naoto0804 file.",
     ), finetune=typer.Option(
-        ..., "--init", rich_help_panel=_PANEL_RUN,
-        help="Weights to fine-tune: a zoo name (see pconv weights list) or a pconv, "
+        ..., "--init", "--weights", metavar="NAME|PATH", rich_help_panel=_PANEL_RUN,
+        help="Weights to fine-tune: a zoo name (pconv weights list) or a pconv, "
         "MMagic or naoto0804 file.",
     )),
     _Option("resume", bool, typer.Option(
         False, "--resume", help="Continue the run in --out from its newest checkpoint.",
-        rich_help_panel=_PANEL_RUN,
+        rich_help_panel=_PANEL_RUN, **FLAG,
     ), finetune=False),
     _Option("preset", str, _opt(
-        "--preset", panel=_PANEL_RUN,
-        help="'demo': a small net at 128 px without VGG, a few minutes on CPU.",
+        "--preset", panel=_PANEL_RUN, metavar="[demo]",
+        help="demo: a small net, a few minutes on a CPU (PConv U-Net: 128 px, 400 steps, no "
+        "VGG; DeepFillv2: quarter width, 96 px, 400 steps).",
     ), finetune=False),
     _Option("arch", str, _opt(
-        "--arch", panel=_PANEL_MODEL,
-        help="Model family: pconv_unet (alias pconv: partial convolutions) or unet "
-        "(plain convolutions), or any registered family. [default: pconv_unet]",
+        "--arch", panel=_PANEL_MODEL, metavar=_ARCHES,
+        help="Model family: pconv_unet (alias pconv), unet (plain convolutions), deepfillv2, "
+        "or any registered family. [default: pconv_unet]",
     ), finetune=False),
     _Option("layers", int, _opt(
-        "--layers", panel=_PANEL_MODEL,
-        help="U-Net levels: 7 (256 px, MMagic) or 8 (512 px, paper). [default: 7]",
+        "--layers", panel=_PANEL_MODEL, min=1, max=8,
+        help="U-Net levels: 7 = MMagic's 256 px net, 8 = the paper's 512 px net. [default: 7]",
     ), key="model.layers", finetune=False),
     _Option("width", float, _opt(
-        "--width", panel=_PANEL_MODEL, help="U-Net channel multiplier. [default: 1.0]",
+        "--width", panel=_PANEL_MODEL, callback=positive_float,
+        help="Channel multiplier (U-Net, DeepFillv2). [default: 1.0]",
     ), key="model.width", finetune=False),
     _Option("size", int, _opt(
-        "--size", panel=_PANEL_DATA, help="Training crop size in pixels. [default: 256]",
+        "--size", panel=_PANEL_DATA, min=8,
+        help="Training crop size in pixels. [default: 256; finetune: the --init model's]",
     )),
-    _Option("crop", str, _opt(
+    _Option("crop", _CROPS, _opt(
         "--crop", panel=_PANEL_DATA,
-        help="mmagic: random crop of 1.5x --size (clipped to the image), "
-        "resized; resize: short side to --size, random crop. [default: mmagic]",
+        help="mmagic: random crop of 1.5 x --size (clipped to the image), resized; resize: "
+        "short side to --size, random crop. [default: mmagic]",
     )),
     _Option("masks", str, _opt(
-        "--masks", panel=_PANEL_DATA,
-        help="A mask kind (irregular, brush, box, thin, medium, thick, mixed) "
-        "or a folder of mask files (white = hole). [default: irregular]",
+        "--masks", "--mask", panel=_PANEL_DATA, callback=masks_value,
+        metavar="[irregular|brush|box|thin|medium|thick|mixed|DIR]",
+        help="A mask kind, or a folder of mask files (white = hole). [default: irregular]",
     )),
     _Option("invert_mask", bool, _opt(
         "--invert-mask/--no-invert-mask", panel=_PANEL_DATA, help="Mask files are black = hole.",
+        **FLAG,
     )),
     _Option("batch", int, _opt(
-        "--batch", panel=_PANEL_OPT, help="Images per step (per process). [default: 8]",
+        "--batch", panel=_PANEL_OPT, min=1, help="Images per step and process. [default: 8]",
     )),
     _Option("steps", int, _opt(
-        "--steps", panel=_PANEL_OPT,
-        help="Total optimizer steps. [default: 800000 stage 1, 500000 stage 2]",
+        "--steps", panel=_PANEL_OPT, min=1,
+        help="Total optimizer steps. [default: PConv U-Net 800000 stage 1, 500000 stage 2 and "
+        "finetune; DeepFillv2 1000000]",
     )),
     _Option("lr", float, _opt(
-        "--lr", panel=_PANEL_OPT,
-        help="Adam learning rate. [default: 2e-4 stage 1, 5e-5 stage 2]",
+        "--lr", panel=_PANEL_OPT, callback=positive_float,
+        help="Adam learning rate. [default: PConv U-Net 2e-4 stage 1, 5e-5 stage 2 and "
+        "finetune; DeepFillv2 1e-4]",
     )),
     _Option("vgg_weights", str, _opt(
-        "--vgg-weights", panel=_PANEL_OPT,
-        help="'imagenet' (torchvision, hub cache), a local VGG16 weights "
-        "file, or 'none' (no perceptual/style loss). [default: imagenet]",
+        "--vgg-weights", panel=_PANEL_OPT, metavar="[imagenet|none|FILE]",
+        help="PConv U-Net's perceptual/style losses: torchvision's ImageNet VGG16 (hub cache), "
+        "a local VGG16 state dict, or none. [default: imagenet]",
     )),
-    _Option("loss_valid", float, _opt("--loss-valid", panel=_PANEL_OPT, help="[default: 1]"),
-            key="loss.valid"),
-    _Option("loss_hole", float, _opt("--loss-hole", panel=_PANEL_OPT, help="[default: 6]"),
-            key="loss.hole"),
+    _Option("loss_valid", float, _opt("--loss-valid", panel=_PANEL_OPT, callback=non_negative_float,
+            help="PConv U-Net: weight of L1 on valid pixels. [default: 1]"), key="loss.valid"),
+    _Option("loss_hole", float, _opt("--loss-hole", panel=_PANEL_OPT, callback=non_negative_float,
+            help="PConv U-Net: weight of L1 on holes. [default: 6]"), key="loss.hole"),
     _Option("loss_perceptual", float, _opt(
-        "--loss-perceptual", panel=_PANEL_OPT, help="[default: 0.05]",
+        "--loss-perceptual", panel=_PANEL_OPT, callback=non_negative_float,
+        help="PConv U-Net: weight of the perceptual loss. [default: 0.05]",
     ), key="loss.perceptual"),
-    _Option("loss_style", float, _opt("--loss-style", panel=_PANEL_OPT, help="[default: 120]"),
-            key="loss.style"),
-    _Option("loss_tv", float, _opt("--loss-tv", panel=_PANEL_OPT, help="[default: 0.1]"),
-            key="loss.tv"),
+    _Option("loss_style", float, _opt("--loss-style", panel=_PANEL_OPT, callback=non_negative_float,
+            help="PConv U-Net: weight of the style loss. [default: 120]"), key="loss.style"),
+    _Option("loss_tv", float, _opt("--loss-tv", panel=_PANEL_OPT, callback=non_negative_float,
+            help="PConv U-Net: weight of total variation. [default: 0.1]"), key="loss.tv"),
     _Option("loss", list[str], _opt(
         "--loss", panel=_PANEL_OPT, metavar="TERM=WEIGHT",
-        help="Weight of any loss term of the model's task, repeatable: e.g. "
-        "l1_hole=1 adversarial=0.1 for deepfillv2 (see config.json for the terms).",
+        help="Weight of any loss term of the model's task, repeatable, e.g. l1_hole=1 or "
+        "adversarial=0.1 for deepfillv2. [default: the task's, see config.json]",
     ), key="loss.*"),
     _Option("freeze_encoder", bool, _opt(
         "--freeze-encoder/--no-freeze-encoder", panel=_PANEL_OPT,
-        help="Freeze the whole encoder, not only its BN.",
+        help="PConv U-Net: freeze the whole encoder, not only its BN.", **FLAG,
     )),
     _Option("workers", int, _opt(
-        "--workers", panel=_PANEL_DATA, help="Data loader processes. [default: 4]",
+        "--workers", panel=_PANEL_DATA, min=0,
+        help="Data loader processes. [default: 4, at most the CPU count]",
     )),
-    _Option("seed", int, _opt("--seed", panel=_PANEL_RUN, help="[default: 0]")),
+    _Option("seed", int, _opt(
+        "--seed", panel=_PANEL_RUN, min=0,
+        help="Seed of the weights and of every crop, flip and mask. [default: 0]",
+    )),
     _Option("device", str, _opt(
-        "--device", panel=_PANEL_RUN, help="auto, cpu, cuda or mps. [default: auto]",
+        "--device", panel=_PANEL_RUN, metavar=DEVICE_METAVAR, callback=device_value,
+        help="Where to train. [default: auto: CUDA, then MPS, then CPU]",
     )),
-    _Option("save_every", int, _opt("--save-every", panel=_PANEL_RUN, help="[default: 5000]")),
-    _Option("keep_last", int, _opt(
-        "--keep-last", panel=_PANEL_RUN, help="Checkpoints kept. [default: 3]",
-    )),
-    _Option("sample_every", int, _opt(
-        "--sample-every", panel=_PANEL_RUN, help="[default: 1000]",
-    )),
-    _Option("log_every", int, _opt("--log-every", panel=_PANEL_RUN, help="[default: 50]")),
+    _Option("save_every", int, _opt("--save-every", panel=_PANEL_RUN, min=1,
+            help="Steps between checkpoints. [default: 5000]")),
+    _Option("keep_last", int, _opt("--keep-last", panel=_PANEL_RUN, min=1,
+            help="Checkpoints kept. [default: 3]")),
+    _Option("sample_every", int, _opt("--sample-every", panel=_PANEL_RUN, min=1,
+            help="Steps between sample grids. [default: 1000]")),
+    _Option("log_every", int, _opt("--log-every", panel=_PANEL_RUN, min=1,
+            help="Steps between log records. [default: 50]")),
     _Option("gpus", int, _opt(
-        "--gpus", panel=_PANEL_SCALE,
-        help="Train on N local GPUs, one process each (DDP over NCCL).",
+        "--gpus", panel=_PANEL_SCALE, min=1,
+        help="Train on N local GPUs, one process each (DDP over NCCL). [default: 1 process]",
     )),
     _Option("nproc", int, _opt(
-        "--nproc", panel=_PANEL_SCALE,
-        help="Train in N local processes (DDP; gloo with --device cpu).",
+        "--nproc", panel=_PANEL_SCALE, min=1,
+        help="Train in N local processes (DDP; gloo with --device cpu). [default: 1]",
     )),
     _Option("sync_bn", bool, _opt(
         "--sync-bn/--no-sync-bn", panel=_PANEL_SCALE,
-        help="BatchNorm statistics over the global batch.",
+        help="BatchNorm statistics over the global batch. [default: off]", **FLAG,
     )),
-    _Option("precision", str, _opt(
+    _Option("precision", _PRECISIONS, _opt(
         "--precision", panel=_PANEL_SCALE,
-        help="fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler). [default: fp32]",
+        help="Autocast precision (fp16 with a gradient scaler). [default: fp32]",
     )),
     _Option("channels_last", bool, _opt(
         "--channels-last/--no-channels-last", panel=_PANEL_SCALE,
-        help="channels_last memory format.",
+        help="channels_last memory format. [default: off]", **FLAG,
     )),
     _Option("compile", bool, _opt(
-        "--compile/--no-compile", panel=_PANEL_SCALE, help="torch.compile the training step.",
+        "--compile/--no-compile", panel=_PANEL_SCALE,
+        help="torch.compile the training step. [default: off]", **FLAG,
     )),
 )  # fmt: skip
 
@@ -202,7 +230,7 @@ def _overrides(values: dict[str, Any]) -> dict[str, Any]:
                     overrides["loss_weights"][name.strip()] = float(weight)
                 except ValueError:
                     sep = ""
-                if not sep or not name.strip():
+                if not sep or not name.strip() or not float(weight or 0) >= 0:
                     raise typer.BadParameter(
                         f"{item!r} is not TERM=WEIGHT (e.g. l1_hole=1.0)", param_hint="--loss"
                     )

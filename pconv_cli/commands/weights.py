@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from pconv_cli.commands._options import MARKUP
+
 weights_app = typer.Typer(
     name="weights",
     help="Published weights: list the zoo, download for offline use, convert to pconv.",
@@ -16,6 +18,7 @@ weights_app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    rich_markup_mode=MARKUP,
 )
 
 

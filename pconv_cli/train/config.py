@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from pconv_cli.train.errors import TrainingError
+from pconv_cli.train.errors import TrainingError, UsageError
 
 __all__ = [
     "DEFAULT_ARCH",
@@ -26,6 +27,7 @@ __all__ = [
     "RESUMABLE_OVERRIDES",
     "TrainConfig",
     "TrainingError",
+    "UsageError",
     "ignored_on_resume",
     "read_config",
     "resolve_config",
@@ -38,7 +40,8 @@ LR_SCHEDULES = ("constant", "step", "cosine")
 half a cosine from ``lr`` to 0 over the run."""
 
 RESUMABLE_OVERRIDES = frozenset({
-    "steps", "epochs", "workers", "device", "save_every", "keep_last", "sample_every", "log_every",
+    "data", "data_root", "steps", "epochs", "workers", "device", "save_every", "keep_last",
+    "sample_every", "log_every",
     "gpus", "nproc", "precision", "channels_last", "compile",
 })  # fmt: skip
 """Options a resumed run may change; everything else comes from its config.json."""
@@ -74,7 +77,7 @@ class TrainConfig:
     pretrained: str | None = None
     masks: str = "irregular"
     invert_mask: bool = False
-    workers: int = 4
+    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     seed: int = 0
     freeze_encoder_bn: bool | None = None
     freeze_encoder: bool = False
@@ -135,6 +138,27 @@ def read_config(run_dir: str | Path) -> TrainConfig:
         raise TrainingError(f"--resume: {saved} is not a pconv run config ({exc})") from None
 
 
+def _absolute(value: str | None) -> str | None:
+    """An existing path made absolute (so a run's config.json works from any folder)."""
+    if value and Path(value).expanduser().exists():
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
+def _existing_data(data: str, run_dir: Path, *, given: bool) -> str:
+    """The resumed run's data: as stored (absolute since 0.2), else beside the run dir."""
+    if Path(data).exists():
+        return data
+    beside = run_dir / data
+    if not given and not Path(data).is_absolute() and beside.exists():
+        return str(beside)
+    where = "--data" if given else "its config.json"
+    raise TrainingError(
+        f"--resume: the training data {data} (from {where}) does not exist; "
+        "pass --data PATH to continue on a copy of it"
+    )
+
+
 def ignored_on_resume(overrides: dict[str, Any]) -> list[str]:
     """The given options that ``--resume`` ignores (they are fixed by the run's config.json)."""
     given = {k for k, v in overrides.items() if v not in (None, {}, [])}
@@ -154,17 +178,21 @@ def resolve_config(
     overrides = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
     if unknown:
-        raise TrainingError(f"unknown training options: {', '.join(sorted(unknown))}")
+        raise UsageError(f"unknown training options: {', '.join(sorted(unknown))}")
     if resume:
         out = overrides.get("out")
         if not out:
-            raise TrainingError("--resume needs --out RUN_DIR")
+            raise UsageError("--resume needs --out RUN_DIR")
         config = read_config(out)
-        config = replace(config, **{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES})
+        config = replace(
+            config, **{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES}
+        )
         config.init_from = "resume"
+        config.out = str(out)  # the run is the folder named now (a copy stays a copy)
+        config.data = _existing_data(config.data, Path(out), given="data" in overrides)
         return config
     if finetune and not overrides.get("init"):
-        raise TrainingError("fine-tuning needs --init WEIGHTS")
+        raise UsageError("fine-tuning needs --init WEIGHTS")
     return _resolve_new(overrides, finetune)
 
 
@@ -173,6 +201,8 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
     from pconv_cli.train.tasks import get_task
     from pconv_cli.weights import WeightsError, open_weights
 
+    if overrides.get("stage", 1) > 1 and not overrides.get("init") and not finetune:
+        overrides = _continue_stage(overrides)
     init_weights = None
     if overrides.get("init"):
         try:
@@ -183,9 +213,9 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
         arch = overrides.get("arch") or (init_weights.family if init_weights else DEFAULT_ARCH)
         family = get_family(arch)
     except ModelError as exc:
-        raise TrainingError(f"--arch: {exc}") from None
+        raise UsageError(f"--arch: {exc}") from None
     if init_weights is not None and family.name != init_weights.family:
-        raise TrainingError(
+        raise UsageError(
             f"--arch {arch} conflicts with --init {overrides['init']} "
             f"(a {init_weights.family} model)"
         )
@@ -195,11 +225,11 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
     stage = overrides.get("stage", 1)
     if stage not in task.stage_defaults:
         stages = " or ".join(str(s) for s in task.stage_defaults)
-        raise TrainingError(f"--stage must be {stages} for {family.name}, got {stage}")
+        raise UsageError(f"--stage must be {stages} for {family.name}, got {stage}")
     preset_name = overrides.get("preset")
     if preset_name is not None and preset_name not in task.presets:
         known = ", ".join(task.presets) or "none"
-        raise TrainingError(
+        raise UsageError(
             f"unknown preset {preset_name!r} for {family.name}; choose from {known}"
         )
     preset = dict(task.presets.get(preset_name, {})) if preset_name else {}
@@ -215,7 +245,7 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
         from_init = dataclasses.asdict(init_weights.config)
         for key, value in given.items():
             if key in from_init and from_init[key] != value:
-                raise TrainingError(
+                raise UsageError(
                     f"--{key.replace('_', '-')} {value} conflicts with --init "
                     f"{overrides['init']} ({key} = {from_init[key]})"
                 )
@@ -224,19 +254,58 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
     try:
         values["model"] = dataclasses.asdict(make_config(family, model_options))
     except ModelError as exc:
-        raise TrainingError(str(exc)) from None
+        raise UsageError(str(exc)) from None
+    if init_weights is not None and "size" not in overrides and "size" not in preset:
+        size = _training_size(init_weights)  # fine-tune at the size the weights learnt
+        if size:
+            values["size"] = size
     values["arch"] = family.name
+    for key in ("data", "data_root", "masks", "vgg_weights", "init", "pretrained"):
+        if values.get(key):
+            values[key] = _absolute(values[key])
     values["loss_weights"] = task.resolve_loss_weights(overrides.get("loss_weights"))
 
     if init_weights is not None:
         values["init_from"] = "init"
     elif stage in task.init_stages:
-        raise TrainingError(f"--stage {stage} fine-tunes a trained model: pass --init CHECKPOINT")
+        raise UsageError(
+            f"--stage {stage} fine-tunes a trained model: pass --init WEIGHTS, or --out "
+            "pointing at a stage-1 run"
+        )
     else:
         values["init_from"] = "scratch"
     config = TrainConfig(**values)
     _validate(config)
     return config
+
+
+def _continue_stage(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``--stage 2`` without ``--init``: start from the newest checkpoint of the stage-1 run
+    in ``--out``, writing into ``OUT/stage2`` (unchanged if ``--out`` holds no earlier stage)."""
+    out = Path(overrides.get("out") or ".")
+    if not (out / "config.json").is_file():
+        return overrides
+    earlier = read_config(out)
+    steps = [
+        path
+        for path in sorted(out.glob("checkpoints/step-*.safetensors"))
+        if path.with_name(path.name.replace(".safetensors", ".state.pt")).is_file()
+    ]
+    if earlier.stage >= overrides["stage"] or not steps:
+        return overrides
+    stage = overrides["stage"]
+    return {**overrides, "init": str(steps[-1]), "out": str(out / f"stage{stage}")}
+
+
+def _training_size(weights: Any) -> int | None:
+    """The crop size weights were trained at: their checkpoint's, or their zoo entry's."""
+    from pconv_cli.weights.zoo import ZOO
+
+    size = weights.metadata.get("size")
+    if size and str(size).isdigit():
+        return int(size)
+    entry = ZOO.get(weights.metadata.get("name", ""))
+    return entry.train_size if entry else None
 
 
 def _validate(config: TrainConfig) -> None:
@@ -272,4 +341,4 @@ def _validate(config: TrainConfig) -> None:
     ]
     for ok, message in checks:
         if not ok:
-            raise TrainingError(message)
+            raise UsageError(message)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["TrainingError"]
+__all__ = ["TrainingError", "UsageError"]
 
 
 class TrainingError(RuntimeError):
-    """A run that cannot start or go on (one-line message for the CLI)."""
+    """A run that cannot start or go on (one-line message for the CLI; exit code 1)."""
+
+
+class UsageError(TrainingError):
+    """Options that do not fit together or a value the model family refuses (exit code 2)."""

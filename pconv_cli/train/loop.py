@@ -62,6 +62,7 @@ __all__ = [
     "preflight",
     "run_worker",
     "train",
+    "training_device",
 ]
 
 EXPECTED_ERRORS = (
@@ -131,8 +132,20 @@ def _native_cpu_half(dtype: torch.dtype) -> bool:
         return True  # cannot tell: say nothing
 
 
+def training_device(config: TrainConfig) -> torch.device:
+    """The device a run trains on; ``--gpus`` without CUDA is an error that names ``--gpus``."""
+    if config.gpus:
+        if not torch.cuda.is_available():
+            raise TrainingError(
+                f"--gpus {config.gpus}: no CUDA GPU is available here "
+                "(on CPUs: --device cpu --nproc N)"
+            )
+        return resolve_device("cuda")
+    return resolve_device(config.device)
+
+
 def _training_device(config: TrainConfig, ctx: DistContext) -> torch.device:
-    device = resolve_device("cuda" if config.gpus else config.device)
+    device = training_device(config)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)

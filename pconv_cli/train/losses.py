@@ -91,20 +91,16 @@ class VGG16Features(nn.Module):
 
 
 def _vgg_state_from_file(path: Path) -> dict[str, Tensor]:
+    """The tensors of a VGG16 weights file, read safely (no pickled code ever runs)."""
+    from pconv_cli.weights.errors import WeightsError
+    from pconv_cli.weights.formats import read_state_file
+
     if not path.is_file():
         raise VGGWeightsError(f"--vgg-weights {path}: file not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise VGGWeightsError(
-            f"--vgg-weights {path}: not a readable weights file ({reason})"
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise VGGWeightsError(f"--vgg-weights {path}: expected a VGG16 state dict")
-    return state
+        return read_state_file(path)
+    except WeightsError as exc:
+        raise VGGWeightsError(f"--vgg-weights {path}: not a VGG16 state dict ({exc})") from None
 
 
 def _imagenet_state(download: bool) -> dict[str, Tensor]:
@@ -150,7 +146,9 @@ def load_vgg16_features(
                 picked[key] = state[candidate]
                 break
         else:
-            raise VGGWeightsError(f"VGG16 weights lack features.{key} ({weights})")
+            raise VGGWeightsError(
+                f"--vgg-weights {weights}: not a VGG16 state dict (no features.{key})"
+            )
         if tuple(picked[key].shape) != tuple(wanted[key].shape):
             raise VGGWeightsError(
                 f"VGG16 weights: features.{key} has shape {tuple(picked[key].shape)}, "

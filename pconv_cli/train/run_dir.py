@@ -121,9 +121,13 @@ class RunDir:
                 weights = read_checkpoint(self.model_path(step))
                 state = torch.load(self.state_path(step), map_location="cpu", weights_only=True)
             except Exception as exc:
-                errors.append(f"step {step}: {exc}")
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                errors.append(f"step {step}: {reason}")
                 if on_skip is not None:
-                    on_skip(f"step {step} is unreadable ({str(exc).splitlines()[0]})")
+                    on_skip(
+                        f"warning: skipped checkpoint step {step} "
+                        f"({self.model_path(step).name}, {self.state_path(step).name}): {reason}"
+                    )
                 continue
             source = str(self.model_path(step))
             for name, module in modules.items():
@@ -137,6 +141,8 @@ class RunDir:
             if "optimizer" in state:  # pconv 0.1: one optimizer and scaler
                 state["optimizers"] = {primary: state.pop("optimizer")}
                 state["scalers"] = {primary: state.pop("scaler", None)}
+            if errors and on_skip is not None:
+                on_skip(f"resuming from step {step} ({self.model_path(step).name})")
             return state
         detail = f" ({errors[0]})" if errors else ""
         raise TrainingError(f"--resume: no loadable checkpoint in {self.checkpoints}{detail}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ __all__ = [
     "read_safetensors",
     "save_checkpoint",
     "write_checkpoint",
+    "write_safetensors",
 ]
 
 CHECKPOINT_FORMAT = "pconv"
@@ -99,10 +101,9 @@ def write_checkpoint(
 ) -> Path:
     """Write ``state`` with pconv metadata as safetensors, atomically.
 
-    Extra ``metadata`` values are stored as strings (non-strings as JSON).
+    Extra ``metadata`` values are stored as strings (non-strings as JSON). The same
+    tensors and metadata always give the same bytes (see :func:`write_safetensors`).
     """
-    from safetensors.torch import save_file
-
     meta = {
         "format": CHECKPOINT_FORMAT,
         "format_version": FORMAT_VERSION,
@@ -112,7 +113,47 @@ def write_checkpoint(
     for key, value in metadata.items():
         meta[key] = value if isinstance(value, str) else json.dumps(value)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    return atomic_write(path, lambda tmp: write_safetensors(tmp, tensors, meta))
+
+
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}  # fmt: skip
+
+
+def write_safetensors(
+    path: Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str]
+) -> None:
+    """Write a safetensors file whose bytes depend only on its contents.
+
+    The ``safetensors`` library writes the metadata in a per-process random order
+    (a Rust hash map), so two identical runs gave files with different sha256. Here
+    the metadata is sorted, tensors are laid out by element size (largest first, so
+    every tensor is aligned) then name, and the header is padded to 8 bytes, as the
+    format describes; the library reads the result as usual.
+    """
+    order = sorted(tensors, key=lambda name: (-tensors[name].element_size(), name))
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    offset = 0
+    for name in order:
+        tensor = tensors[name]
+        size = tensor.numel() * tensor.element_size()
+        header[name] = {
+            "dtype": _SAFETENSORS_DTYPES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with Path(path).open("wb") as handle:
+        handle.write(struct.pack("<Q", len(text)))
+        handle.write(text)
+        for name in order:
+            tensor = tensors[name].detach().cpu().contiguous().reshape(-1)
+            handle.write(tensor.view(torch.uint8).numpy().tobytes())
 
 
 def save_checkpoint(

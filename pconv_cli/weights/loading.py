@@ -46,6 +46,12 @@ def open_weights(spec: str, *, progress: bool = True) -> Weights:
         weights = read_weights_file(path)
         weights.metadata["source"] = str(path)
         return weights
+    if path.is_dir():
+        found = sorted(
+            p.name for p in path.iterdir() if p.suffix in (".safetensors", ".pth", ".pt", ".ckpt")
+        )
+        inside = f"; it holds {', '.join(found[:6])}: pass one of them" if found else ""
+        raise WeightsError(f"--weights {spec} is a folder, not a weights file{inside}")
     if path.suffix or len(path.parts) > 1:
         raise WeightsError(f"weights file not found: {path}")
     raise WeightsError(

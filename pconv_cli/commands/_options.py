@@ -1,0 +1,63 @@
+"""Option validators and conventions every command shares (torch-free: help must stay fast).
+
+Usage errors (a bad value) are reported by typer as one line with exit code 2,
+before anything runs or is written.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+
+from pconv_cli.data.mask_kinds import MASK_KINDS
+
+__all__ = [
+    "DEVICE_METAVAR",
+    "FLAG",
+    "MARKUP",
+    "device_value",
+    "masks_value",
+    "non_negative_float",
+    "positive_float",
+]
+
+MARKUP = "markdown"
+"""Help text markup: brackets like ``[default: 1]`` and ``path [label]`` stay literal."""
+
+FLAG = {"metavar": ""}
+"""Options of boolean flags: no ``<bool>`` placeholder in the help."""
+
+DEVICE_METAVAR = "[auto|cpu|cuda|cuda:N|mps]"
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def positive_float(value: float | None) -> float | None:
+    """A number > 0 (None passes: the option was not given)."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {value:g}")
+    return value
+
+
+def non_negative_float(value: float | None) -> float | None:
+    """A number >= 0 (None passes)."""
+    if value is not None and not value >= 0:
+        raise typer.BadParameter(f"must be >= 0, got {value:g}")
+    return value
+
+
+def device_value(value: str | None) -> str | None:
+    """``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N`` (availability is checked later)."""
+    if value is not None and not _DEVICE.fullmatch(value.lower()):
+        raise typer.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    return value
+
+
+def masks_value(value: str | None) -> str | None:
+    """A mask kind or an existing folder of mask files."""
+    if value is None or value in MASK_KINDS or Path(value).is_dir():
+        return value
+    raise typer.BadParameter(
+        f"{value!r} is neither a mask kind ({', '.join(MASK_KINDS)}) nor a folder"
+    )
