@@ -7,7 +7,10 @@ commands import the heavy core modules inside their function bodies.
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from typer.core import TyperGroup
 
 from pconv_cli import __version__
 from pconv_cli.commands._options import MARKUP
@@ -18,8 +21,36 @@ from pconv_cli.commands.inpaint import inpaint
 from pconv_cli.commands.train import finetune, train
 from pconv_cli.commands.weights import weights_app
 
+
+class _OneLineErrors(TyperGroup):
+    """The root command: usage errors are one ``Error: ...`` line on stderr (exit code 2),
+    Ctrl-C is ``Aborted.`` (130), ``pconv`` alone prints the help. However it is run:
+    the console script, ``python -m pconv_cli`` or a test's CliRunner."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            typer.echo("Aborted.", err=True)
+            code = 130
+        except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                typer.echo(message)  # `pconv` alone: the help text
+                code = 0
+            else:
+                typer.echo(f"Error: {message}{hint}", err=True)
+                code = getattr(exc, "exit_code", 2)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="pconv",
+    cls=_OneLineErrors,
     help=(
         "Image inpainting with partial convolutions (Liu et al., ECCV 2018).\n\n"
         "Mask files are white = hole everywhere in pconv (use --invert-mask to flip)."
@@ -63,21 +94,5 @@ app.add_typer(classify_app, name="classify")
 
 
 def main() -> None:
-    """Console-script entry point: usage errors are one line on stderr, exit code 2."""
-    import sys
-
-    try:
-        code = app(standalone_mode=False)
-    except typer.Abort:
-        typer.echo("Aborted.", err=True)
-        code = 130
-    except typer.TyperException as exc:  # typer's (vendored click's) usage errors
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        ctx = getattr(exc, "ctx", None)
-        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            typer.echo(message)  # `pconv` alone: the help text
-        else:
-            typer.echo(f"Error: {message}{hint}", err=True)
-        code = getattr(exc, "exit_code", 2)
-    sys.exit(code if isinstance(code, int) else 0)
+    """Console-script entry point (see :class:`_OneLineErrors`)."""
+    app()

@@ -39,6 +39,28 @@ def atomic_write(
     return path
 
 
+def writable_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` could not be written (one line), or None if it can.
+
+    Checked for real, before any work: a temporary file is created (and removed) in
+    the nearest existing folder on the way to ``path``; nothing else is left behind.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder"
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return f"cannot write in {folder}: {error.strerror or error}"
+    return None
+
+
 @functools.cache
 def _new_file_mode() -> int:
     """The mode ``open(path, "w")`` would give a new file: 0o666 minus the umask.

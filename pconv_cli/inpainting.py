@@ -39,6 +39,7 @@ from torch import nn
 from pconv_cli.data.images import (
     IMAGE_SUFFIXES,
     SUFFIX_OF_FORMAT,
+    ImageDepthWarning,
     ImageError,
     LoadedImage,
     find_images,
@@ -48,7 +49,7 @@ from pconv_cli.data.images import (
     save_image,
     to_uint8,
 )
-from pconv_cli.data.masks import MaskError, MaskResizedWarning, load_mask
+from pconv_cli.data.masks import MaskContentWarning, MaskError, MaskResizedWarning, load_mask
 from pconv_cli.data.panels import PanelRow, hole_panel, panel_grid
 
 __all__ = [
@@ -361,14 +362,16 @@ class InpaintOptions:
 class JobResult:
     """What became of a job: the strategy and passes that ran, or a one-line ``error``.
 
-    ``mask_note`` is the warning of a mask resized to its image, if any.
+    ``notes``: warnings worth telling (a mask resized to its image, a mostly grey
+    mask, an all-hole mask, a bit depth the output cannot keep), as
+    ``(kind, text)`` pairs; ``kind`` is the warning's class name.
     """
 
     job: InpaintJob
     strategy: str | None = None
     passes: int = 0
     error: str | None = None
-    mask_note: str | None = None
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -396,30 +399,58 @@ def _mask_for(
     return found[0], None
 
 
+def _default_out(source: Path, file_format: str | None) -> Path:
+    """Where an output goes without ``-o``: ``photo_inpainted.jpg`` / ``photos_inpainted/``."""
+    if source.is_dir():
+        return source.with_name(f"{source.name}_inpainted")
+    suffix = SUFFIX_OF_FORMAT[file_format] if file_format else source.suffix
+    return source.with_name(f"{source.stem}_inpainted{suffix}")
+
+
 def plan_jobs(
-    source: Path, mask: Path, out: Path, file_format: str | None = None
+    source: Path,
+    mask: Path,
+    out: Path | None = None,
+    file_format: str | None = None,
+    *,
+    overwrite: bool = False,
 ) -> list[InpaintJob]:
-    """The jobs of ``pconv inpaint SOURCE --mask MASK -o OUT``; a bad request is a RequestError.
+    """The jobs of ``pconv inpaint SOURCE --mask MASK [-o OUT]``; a bad request is a RequestError.
 
     ``source`` is an image or a folder (not recursive); ``mask`` one mask file for
     every image or a folder of masks matched by file stem (``photo.jpg`` <-
-    ``photo.png``); ``out`` a file or an existing folder for one image, a folder
-    (never the input folder) for a folder. Per-image problems (no matching mask,
-    two outputs with one name) are recorded in the job, not raised.
+    ``photo.png``); ``out`` a file (its suffix gives the format) or an existing
+    folder for one image, a folder (never the input folder) for a folder; without
+    ``out``: ``photo_inpainted.<suffix>`` beside the image, ``DIR_inpainted/`` beside
+    the folder. Existing files, the input above all, are only replaced with
+    ``overwrite``. Per-image problems (no matching mask, two outputs with one name)
+    are recorded in the job, not raised.
     """
     if not source.exists():
         raise RequestError(f"{source} does not exist", "IMAGE|DIR")
     if not mask.exists():
         raise RequestError(f"{mask} does not exist", "--mask")
     index = _mask_index(mask) if mask.is_dir() else None
+    if out is None:
+        out = _default_out(source, file_format)
     if source.is_file():
         if out.is_dir():
             suffix = SUFFIX_OF_FORMAT[file_format] if file_format else source.suffix
             out = out / f"{source.stem}{suffix}"
-        elif file_format and format_for_suffix(out.suffix) not in (None, file_format):
+        elif format_for_suffix(out.suffix) is None:
+            known = ", ".join(sorted(set(SUFFIX_OF_FORMAT.values()) | {".jpeg", ".tiff"}))
+            raise RequestError(
+                f"-o {out}: unknown image suffix {out.suffix or '(none)'}; use {known} "
+                "or an existing folder",
+                "-o",
+            )
+        elif file_format and format_for_suffix(out.suffix) != file_format:
             raise RequestError(
                 f"--format {file_format.lower()} but -o {out} says otherwise", "--format"
             )
+        if out.exists() and not overwrite:
+            what = "is the input image" if out.resolve() == source.resolve() else "exists"
+            raise RequestError(f"{out} {what}; pass --overwrite to replace it", "-o")
         found, problem = _mask_for(source, mask, index)
         return [InpaintJob(source, found, out, problem)]
     if out.exists() and not out.is_dir():
@@ -428,9 +459,7 @@ def plan_jobs(
         raise RequestError("the output folder must differ from the input folder", "-o")
     images = find_images(source, recursive=False)
     if not images:
-        raise RequestError(
-            f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}", "IMAGE|DIR"
-        )
+        raise RequestError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}", "IMAGE|DIR")
     jobs: list[InpaintJob] = []
     taken: dict[Path, Path] = {}
     for image in images:
@@ -441,6 +470,10 @@ def plan_jobs(
             problem = f"its output {target.name} would overwrite that of {taken[target].name}"
         taken.setdefault(target, image)
         jobs.append(InpaintJob(image, found, target, problem))
+    existing = [job.out for job in jobs if job.out.exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise RequestError(f"{existing[0]}{more} exist; pass --overwrite to replace them", "-o")
     return jobs
 
 
@@ -460,31 +493,38 @@ def inpaint_file(model: nn.Module, job: InpaintJob, options: InpaintOptions) -> 
         result.error = job.problem
         return result
     try:
-        loaded = load_image(job.image)
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", MaskResizedWarning)
+            warnings.simplefilter("always", UserWarning)
+            loaded = load_image(job.image)
             hole = load_mask(job.mask, size=loaded.size, invert=options.invert_mask)
-        notes = [w for w in caught if issubclass(w.category, MaskResizedWarning)]
-        result.mask_note = str(notes[0].message) if notes else None
-        hole = dilate_holes(hole, options.dilate)
-        filled = inpaint_image(
-            model,
-            loaded.rgb,
-            hole,
-            strategy=options.strategy,
-            margin=options.margin,
-            min_window=options.min_window,
-            resize_limit=options.resize_limit,
-            crop_trigger=options.crop_trigger,
-        )
-        if options.concat:
-            picture = concat_panels(loaded, hole, filled.image)
-        else:
-            picture = output_image(loaded, filled.image, hole)
-        file_format = (
-            options.file_format or format_for_suffix(job.out.suffix) or loaded.format
-        )
-        save_image(job.out, picture, loaded, file_format=file_format, quality=options.quality)
+            hole = dilate_holes(hole, options.dilate)
+            if hole.all():
+                result.notes.append(
+                    ("AllHole", f"mask {job.mask} covers the whole of {job.image.name}: "
+                     "nothing of the picture is kept")
+                )  # fmt: skip
+            filled = inpaint_image(
+                model,
+                loaded.rgb,
+                hole,
+                strategy=options.strategy,
+                margin=options.margin,
+                min_window=options.min_window,
+                resize_limit=options.resize_limit,
+                crop_trigger=options.crop_trigger,
+            )
+            file_format = (
+                options.file_format or format_for_suffix(job.out.suffix) or loaded.format
+            )
+            if options.concat:
+                picture = concat_panels(loaded, hole, filled.image)
+            else:
+                picture = output_image(loaded, filled.image, hole, file_format)
+            save_image(job.out, picture, loaded, file_format=file_format, quality=options.quality)
+        told = (MaskResizedWarning, MaskContentWarning, ImageDepthWarning)
+        result.notes += [
+            (w.category.__name__, str(w.message)) for w in caught if issubclass(w.category, told)
+        ]
     except (ImageError, MaskError, RuntimeError) as error:  # RuntimeError: e.g. out of memory
         result.error = _first_line(error)
         return result

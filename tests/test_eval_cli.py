@@ -336,13 +336,28 @@ def test_weights_errors(tmp_path, small):
     assert str(broken) in fails(1, *common, "--weights", broken)
 
 
+def test_no_source_scores_the_default_weights(tmp_path, small, monkeypatch):
+    """``pconv eval --folder DIR --masks DIR`` as typed: the zoo's default entry."""
+    from pconv_cli.models import build_model
+    from pconv_cli.weights import save_checkpoint, zoo
+
+    images, masks = small
+    default = save_checkpoint(
+        tmp_path / "default.safetensors", build_model("pconv", layers=2, width=0.125)
+    )
+    monkeypatch.setattr(zoo, "DEFAULT_WEIGHTS", str(default))
+    report = tmp_path / "r.json"
+    ok("-f", images, "-m", masks, "--device", "cpu", "--json", report)
+    sources = read_json(report)["sources"]
+    assert list(sources) == ["default"] and sources["default"]["kind"] == "weights"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "at least one prediction source"),
         (("--method", "magic"), "unknown --method 'magic'"),
         (("--method", "zeros", "--crop", "squash"), "--crop"),
-        (("--method", "zeros", "--batch", "0"), "--batch must be >= 1"),
+        (("--method", "zeros", "--batch", "0"), "Invalid value for '--batch'"),
         (("--method", "zeros", "--device", "tpu"), "--device"),
     ],
 )

@@ -287,16 +287,32 @@ def test_help_does_not_import_torch(args):
     assert "Usage" in result.stdout and result.stdout.splitlines()[-1] == "HEAVY:"
 
 
-def test_16_bit_grey_png_comes_back_as_8_bit_grey(tmp_path, tiny_weights):
-    values = (np.arange(32 * 40, dtype=np.uint16).reshape(32, 40) * 50).astype(np.uint16)
-    src = tmp_path / "deep.png"
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16_bit_grey_keeps_its_bit_depth(tmp_path, tiny_weights, suffix):
+    values = (np.arange(32 * 40, dtype=np.uint16).reshape(32, 40) * 50 + 7).astype(np.uint16)
+    src = tmp_path / f"deep{suffix}"
     Image.fromarray(values).save(src)  # mode I;16
     hole = _mask(tmp_path / "mask.png", (32, 40), [(4, 4, 12, 20)])
-    out = tmp_path / "out.png"
-    assert _run(src, "-m", tmp_path / "mask.png", "-w", tiny_weights, "-o", out).exit_code == 0
+    out = tmp_path / f"out{suffix}"
+    result = _run(src, "-m", tmp_path / "mask.png", "-w", tiny_weights, "-o", out)
+    assert result.exit_code == 0, result.output
     got = Image.open(out)
-    assert got.mode == "L"
-    np.testing.assert_array_equal(np.asarray(got)[~hole], (values >> 8).astype(np.uint8)[~hole])
+    assert got.mode.startswith("I;16")
+    pixels = np.asarray(got)
+    np.testing.assert_array_equal(pixels[~hole], values[~hole])  # all 16 bits of known pixels
+    assert (pixels[hole] % 257 == 0).all()  # holes: the 8-bit result, spread over 16 bits
+    assert "warning" not in result.output
+
+
+def test_16_bit_grey_to_jpeg_says_it_drops_to_8_bits(tmp_path, tiny_weights):
+    values = (np.arange(32 * 40, dtype=np.uint16).reshape(32, 40) * 50).astype(np.uint16)
+    src = tmp_path / "deep.png"
+    Image.fromarray(values).save(src)
+    _mask(tmp_path / "mask.png", (32, 40), [(4, 4, 12, 20)])
+    result = _run(src, "-m", tmp_path / "mask.png", "-w", tiny_weights, "-o", tmp_path / "o.jpg")
+    assert result.exit_code == 0, result.output
+    assert "16 bits per channel; the JPEG output has 8" in result.output
+    assert Image.open(tmp_path / "o.jpg").mode == "L"
 
 
 def test_usage_and_weights_errors_are_one_line(tmp_path, tiny_weights):

@@ -15,8 +15,11 @@ def progress_bar(
     console: Console | None = None,
     transient: bool = True,
     hide_when_piped: bool = True,
+    unit: str | None = None,
 ) -> Progress:
     """``label | bar | done/total | elapsed | ETA`` plus one text column per task field.
+
+    With ``unit`` (e.g. ``"img"``) a column shows the speed in units per second.
 
     ``fields`` are column templates such as ``"loss {task.fields[loss]}"``. The bar
     goes to stderr so stdout keeps only results; with ``hide_when_piped`` it is
@@ -27,10 +30,17 @@ def progress_bar(
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.2f} {unit}/s" if speed else f"- {unit}/s")
 
     console = console or Console(stderr=True)
     return Progress(
@@ -38,6 +48,7 @@ def progress_bar(
         BarColumn(),
         MofNCompleteColumn(),
         *(TextColumn(field) for field in fields),
+        *([RateColumn()] if unit else []),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),

@@ -16,7 +16,7 @@ from pconv_cli.commands._options import MARKUP
 
 classify_app = typer.Typer(
     name="classify",
-    help="Train and evaluate image classifiers, e.g. pd_resnet50 (partial-convolution padding).",
+    help="Train and score image classifiers, e.g. pd_resnet50 (partial-convolution padding).",
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -47,6 +47,7 @@ def train_command(
     weights: str = typer.Option(
         None,
         "--weights",
+        "--init",
         help="Start from torchvision weights by name (e.g. IMAGENET1K_V1: zero-padding ImageNet "
         "weights, NVIDIA's recommended start for pd_ models) or a weights file. [default: none]",
     ),

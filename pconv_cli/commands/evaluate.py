@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
+
+from pconv_cli.commands._options import DEVICE_METAVAR, FLAG, device_value
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,16 +69,19 @@ def _check_options(
     for name, value in (("--batch", batch), ("--limit", limit), ("--grid-count", grid_count)):
         if value is not None and value < 1:
             raise _fail(f"{name} must be >= 1, got {value}", 2)
+    from pconv_cli.files import writable_problem
+
     for name, path in outputs.items():
-        if path is not None and path.is_dir():
-            raise _fail(f"{name} {path} is a folder; give a file path", 2)
+        problem = None if path is None else writable_problem(path)
+        if problem:
+            raise _fail(f"{name} {path}: {problem}; give a file path that can be written", 2)
 
 
 def _progress() -> Progress:
     """A transient progress bar on stderr (hidden when stderr is not a terminal)."""
     from pconv_cli.commands._progress import progress_bar
 
-    return progress_bar("eval")
+    return progress_bar("eval", unit="pairs")
 
 
 def _psnr_cell(psnr: float, infinite: int) -> str:
@@ -136,11 +141,16 @@ def _print_notes(console: Console, sources: list[SourceResult]) -> None:
 
 def evaluate(
     folder: Path = typer.Option(
-        ..., "--folder", "-f", help="Ground-truth images (png/jpg/...; searched recursively)."
+        ...,
+        "--folder",
+        "--data",
+        "-f",
+        help="Ground-truth images (png/jpg/...; searched recursively).",
     ),
     masks: Path = typer.Option(
         Path(DEFAULT_MASKS),
         "--masks",
+        "--mask",
         "-m",
         help="Mask folder (its manifest.csv gives the buckets) or a manifest.csv.",
     ),
@@ -149,7 +159,8 @@ def evaluate(
         "--weights",
         "-w",
         metavar="NAME|FILE",
-        help="Score model weights: a published name ('pconv weights list') or a file (repeatable).",
+        help="Score model weights: a zoo name (pconv weights list) or a file (repeatable). "
+        "[default: the zoo's default entry when no --weights, --method or --predictions]",
     ),
     method: list[str] | None = typer.Option(
         None,
@@ -165,12 +176,14 @@ def evaluate(
         help="Score saved outputs DIR/<pair name>.png (repeatable); composited before scoring.",
     ),
     invert_mask: bool = typer.Option(
-        False, "--invert-mask", help="Mask files are black = hole (pconv's are white = hole)."
+        False,
+        "--invert-mask",
+        help="Mask files are black = hole (pconv's are white = hole).",
+        **FLAG,
     ),
-    crop: str = typer.Option(
+    crop: Literal["center", "resize"] = typer.Option(
         "center",
         "--crop",
-        metavar="[center|resize]",
         help="Map images to the mask size: center = cover then center-crop; resize = stretch.",
     ),
     pairing: str = typer.Option(
@@ -180,19 +193,30 @@ def evaluate(
         help="cycle: pair k = image k mod N with mask k mod M (max(N, M) pairs); all: N x M; "
         "FILE.csv: columns image,mask[,name].",
     ),
-    limit: int | None = typer.Option(None, "--limit", help="Score only the first N pairs."),
-    batch: int = typer.Option(8, "--batch", "-b", help="Pairs per batch."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Score only the first N pairs. [default: all]"
+    ),
+    batch: int = typer.Option(8, "--batch", "-b", min=1, help="Pairs per batch."),
     device: str = typer.Option(
-        "auto", "--device", metavar="[auto|cpu|cuda|mps]", help="Device for --weights."
+        "auto",
+        "--device",
+        metavar=DEVICE_METAVAR,
+        callback=device_value,
+        help="Device for --weights (auto: CUDA, then MPS, then CPU).",
     ),
     json_out: Path | None = typer.Option(
         None, "--json", help="Write config, per-bucket summary and per-image values as JSON."
     ),
     csv_out: Path | None = typer.Option(None, "--csv", help="Write the summary table as CSV."),
     grid: Path | None = typer.Option(
-        None, "--grid", help="Write a PNG of the best and worst pairs per source."
+        None,
+        "--grid",
+        help="Write PNGs of the best and worst pairs per source (pages of at most 16 rows: "
+        "GRID, then GRID-2.png ...).",
     ),
-    grid_count: int = typer.Option(4, "--grid-count", help="Best and worst pairs per source."),
+    grid_count: int = typer.Option(
+        4, "--grid-count", min=1, help="Best and worst pairs per source."
+    ),
     save_outputs: Path | None = typer.Option(
         None,
         "--save-outputs",
@@ -205,6 +229,10 @@ def evaluate(
     Every source is scored on the same pairs, composited and rounded to uint8 first.
     """
     methods, checkpoints, folders = method or [], weights or [], predictions or []
+    if not (methods or checkpoints or folders):
+        from pconv_cli.weights.zoo import DEFAULT_WEIGHTS
+
+        checkpoints = [DEFAULT_WEIGHTS]
     _check_options(
         crop=crop,
         device=device,
@@ -324,11 +352,7 @@ def _build_sources(
 
     labels = iter(
         unique_labels(
-            [
-                *methods,
-                *(Path(c).stem or c for c in checkpoints),
-                *(p.name or str(p) for p in folders),
-            ]
+            [*methods, *_weights_labels(checkpoints), *(p.name or str(p) for p in folders)]
         )
     )
     sources: list[Source] = [MethodSource(m, next(labels)) for m in methods]
@@ -337,6 +361,19 @@ def _build_sources(
         sources += [ModelSource(c, torch_device, next(labels)) for c in checkpoints]
     sources += [PredictionsSource(p, next(labels)) for p in folders]
     return sources
+
+
+def _weights_labels(specs: list[str]) -> list[str]:
+    """Readable, distinct labels: a file's stem, with its folder where stems repeat
+    (``run-a/last`` and ``run-b/last``); zoo names as they are."""
+    stems = [Path(spec).stem or spec for spec in specs]
+    labels = []
+    for spec, stem in zip(specs, stems, strict=True):
+        path = Path(spec)
+        if stems.count(stem) > 1 and path.parent.name:
+            stem = f"{path.parent.name}/{stem}"
+        labels.append(stem)
+    return labels
 
 
 def _is_tty() -> bool:
@@ -362,7 +399,7 @@ def _write_reports(
         if csv_out is not None:
             written.append(write_csv(csv_out, result))
         if grid is not None:
-            written.append(write_grid(grid, result))
+            written += write_grid(grid, result)
     except OSError as error:
         raise EvalError(
             f"cannot write {error.filename or 'a report'}: {error.strerror or error}"

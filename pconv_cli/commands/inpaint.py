@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import typer
+
+from pconv_cli.commands._options import DEVICE_METAVAR, FLAG, device_value
 
 _PANEL_IO = "Input and output"
 _PANEL_MASK = "Masks"
@@ -39,19 +42,19 @@ def _run(jobs, weights: str, device_name: str, options, folder: bool) -> None:
 
     from pconv_cli.devices import DeviceError, resolve_device
     from pconv_cli.models import describe_config
-    from pconv_cli.weights import WeightsError, model_from_weights, open_weights
+    from pconv_cli.weights import DEFAULT_WEIGHTS, WeightsError, model_from_weights, open_weights
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     start = time.perf_counter()
     try:
         device = resolve_device(device_name)
-        loaded = open_weights(weights)
+        loaded = open_weights(weights or DEFAULT_WEIGHTS)
         model = model_from_weights(loaded, device=device)
     except (DeviceError, WeightsError) as exc:
         console.print(f"[red]Error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     meta = loaded.metadata
-    what = meta.get("name") or Path(meta.get("source", weights)).name
+    what = meta.get("name") or Path(meta.get("source", weights or "")).name
     console.print(
         f"[bold]pconv inpaint[/] with {escape(what)} ({loaded.source_format} weights, "
         f"{escape(describe_config(loaded.family, loaded.config))}) on {device}"
@@ -63,12 +66,7 @@ def _run(jobs, weights: str, device_name: str, options, folder: bool) -> None:
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted[/]: no partial file was left behind")
         raise typer.Exit(130) from None
-    notes = [r.mask_note for r in results if r.mask_note]
-    if notes:
-        console.print(
-            f"note: {escape(notes[0])}; every mask of another size than its image "
-            "is resized this way (then thresholded, so it stays binary)"
-        )
+    _print_notes(console, results)
     failures = [r for r in results if not r.ok]
     elapsed = time.perf_counter() - start
     if folder:
@@ -88,6 +86,23 @@ def _run(jobs, weights: str, device_name: str, options, folder: bool) -> None:
         raise typer.Exit(1)
 
 
+def _print_notes(console, results) -> None:
+    """Each kind of warning once (with how many images it concerns)."""
+    from rich.markup import escape
+
+    first: dict[str, str] = {}
+    count: dict[str, int] = {}
+    for result in results:
+        for kind, text in result.notes:
+            first.setdefault(kind, text)
+            count[kind] = count.get(kind, 0) + 1
+    for kind, text in first.items():
+        more = f" (and {count[kind] - 1} more like it)" if count[kind] > 1 else ""
+        if kind == "MaskResizedWarning":
+            more += "; masks of another size are resized so, then thresholded: they stay binary"
+        console.print(f"[yellow]warning:[/] {escape(text)}{more}")
+
+
 def _run_jobs(jobs, model, options, console, folder: bool) -> list:
     """Every job's result; a folder run shows a progress bar and reports each failure."""
     from rich.markup import escape
@@ -99,7 +114,12 @@ def _run_jobs(jobs, model, options, console, folder: bool) -> list:
         return list(inpaint_files(model, jobs, options))
     results = []
     bar = progress_bar(
-        "inpaint", "{task.fields[name]}", console=console, transient=False, hide_when_piped=False
+        "inpaint",
+        "{task.fields[name]}",
+        console=console,
+        transient=False,
+        hide_when_piped=False,
+        unit="img",
     )
     with bar as progress:
         task = progress.add_task("inpaint", total=len(jobs), name="")
@@ -127,6 +147,7 @@ def inpaint(
     mask: Path = typer.Option(
         ...,
         "--mask",
+        "--masks",
         "-m",
         metavar="MASK|DIR",
         help="Mask file (white = hole; an alpha channel counts if present) used for every "
@@ -134,22 +155,36 @@ def inpaint(
         rich_help_panel=_PANEL_MASK,
     ),
     weights: str = typer.Option(
-        ...,
+        None,
         "--weights",
         "-w",
         metavar="NAME|PATH",
-        help="Published weights by name (see 'pconv weights list'; downloaded once into "
-        "torch.hub's cache) or a weights file: pconv .safetensors, MMagic or naoto0804 .pth.",
+        help="Weights by zoo name (pconv weights list; downloaded once into torch.hub's "
+        "cache) or a file: pconv .safetensors, MMagic or naoto0804 .pth. "
+        "[default: the zoo's default entry]",
     ),
     out: Path = typer.Option(
-        ...,
+        None,
         "--out",
         "-o",
-        help="Output file for one image (or an existing folder), output folder for a folder.",
+        help="Output file (its suffix gives the format) or existing folder for one image, "
+        "output folder for a folder. [default: IMAGE_inpainted.<suffix> beside the image, "
+        "DIR_inpainted/ beside the folder]",
         rich_help_panel=_PANEL_IO,
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace existing output files (atomically), even the input itself.",
+        rich_help_panel=_PANEL_IO,
+        **FLAG,
+    ),
     invert_mask: bool = typer.Option(
-        False, "--invert-mask", help="Mask files are black = hole.", rich_help_panel=_PANEL_MASK
+        False,
+        "--invert-mask",
+        help="Mask files are black = hole.",
+        rich_help_panel=_PANEL_MASK,
+        **FLAG,
     ),
     dilate: int = typer.Option(
         0,
@@ -159,10 +194,9 @@ def inpaint(
         help="Grow every hole by N pixels first (covers halos around objects).",
         rich_help_panel=_PANEL_MASK,
     ),
-    strategy: str = typer.Option(
+    strategy: Literal["auto", "full", "crop", "resize"] = typer.Option(
         "auto",
         "--strategy",
-        metavar="[auto|full|crop|resize]",
         help="full: the whole image at native resolution. crop: one native-resolution window "
         "around each hole region. resize: shrink to --resize-limit, inpaint, scale back. "
         "auto: crop above --crop-trigger, else full.",
@@ -209,19 +243,22 @@ def inpaint(
         "--concat",
         help="Write input | mask | result side by side instead of the result.",
         rich_help_panel=_PANEL_IO,
+        **FLAG,
     ),
-    device: str = typer.Option("auto", "--device", metavar="[auto|cpu|cuda|mps]"),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        metavar=DEVICE_METAVAR,
+        callback=device_value,
+        help="Where the model runs (auto: CUDA, then MPS, then CPU).",
+    ),
 ) -> None:
     """Inpaint IMAGE (or every image in DIR) where MASK is white; known pixels stay bit-exact."""
-    from pconv_cli.inpainting import STRATEGIES, InpaintOptions, RequestError, plan_jobs
+    from pconv_cli.inpainting import InpaintOptions, RequestError, plan_jobs
 
-    if strategy not in STRATEGIES:
-        raise typer.BadParameter(
-            f"{strategy!r} is not one of {', '.join(STRATEGIES)}", param_hint="--strategy"
-        )
     fmt = _format_option(file_format)
     try:
-        jobs = plan_jobs(source, mask, out, fmt)
+        jobs = plan_jobs(source, mask, out, fmt, overwrite=overwrite)
     except RequestError as exc:
         raise typer.BadParameter(str(exc), param_hint=exc.option) from None
     options = InpaintOptions(

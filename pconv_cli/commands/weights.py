@@ -82,6 +82,12 @@ def download_command(
     from pconv_cli.weights import ZOO, WeightsError, fetch_weights, get_weights
 
     console = _console()
+    unknown = [name for name in names or [] if name not in ZOO]
+    if unknown:
+        _console(stderr=True).print(
+            f"[red]Error:[/] unknown weights {escape(unknown[0])!r}; known: {', '.join(ZOO)}"
+        )
+        raise typer.Exit(2)
     failed = False
     for name in names or list(ZOO):
         try:

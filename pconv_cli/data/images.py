@@ -28,9 +28,11 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "DEEP_FORMATS",
     "FORMATS",
     "IMAGE_SUFFIXES",
     "SUFFIX_OF_FORMAT",
+    "ImageDepthWarning",
     "ImageError",
     "LoadedImage",
     "find_images",
@@ -70,6 +72,14 @@ SUFFIX_OF_FORMAT: dict[str, str] = {
 
 class ImageError(ValueError):
     """An image that cannot be read or written; the message is one line for the CLI."""
+
+
+class ImageDepthWarning(UserWarning):
+    """An image whose bit depth the output cannot keep (e.g. 16-bit grey saved as JPEG)."""
+
+
+DEEP_FORMATS = ("PNG", "TIFF")
+"""Output formats that hold 16-bit grey pictures."""
 
 
 def to_uint8(values: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -149,7 +159,9 @@ class LoadedImage:
     ``rgb``: uint8 (H, W, 3) fed to the net; ``upright``: the upright PIL image in
     its own mode; ``format``: the file's format (``"JPEG"``, ``"PNG"``...);
     ``exif``: EXIF bytes without the orientation tag (or None); ``icc_profile``;
-    ``jpeg_subsampling``: the input's chroma subsampling (-1 = unknown).
+    ``jpeg_subsampling``: the input's chroma subsampling (-1 = unknown);
+    ``deep``: the uint16 grey values of a 16-bit grey picture (``upright`` and
+    ``rgb`` then hold its top 8 bits); ``bits``: the file's bits per channel.
     """
 
     path: Path
@@ -159,6 +171,8 @@ class LoadedImage:
     exif: bytes | None = None
     icc_profile: bytes | None = None
     jpeg_subsampling: int = -1
+    deep: np.ndarray | None = None
+    bits: int = 8
 
     @property
     def size(self) -> tuple[int, int]:
@@ -169,12 +183,15 @@ class LoadedImage:
 def load_image(path: str | os.PathLike[str]) -> LoadedImage:
     """Read an image file upright: EXIF orientation applied, other EXIF kept.
 
-    RGB, RGBA, L and LA stay as they are; 16-bit grey becomes 8-bit L, palette and
-    other modes become RGB (RGBA with transparency).
+    RGB, RGBA, L and LA stay as they are; 16-bit grey is kept in ``deep`` (the
+    network sees its top 8 bits), palette and other modes become RGB (RGBA with
+    transparency). 16-bit RGB files are read by Pillow as 8-bit RGB (``bits`` says 16).
     """
     path = Path(path)
     try:
         with Image.open(path) as source:
+            rawmode = str(source.tile[0].args[0] if isinstance(source.tile[0].args, tuple)
+                          else source.tile[0].args) if source.tile else ""  # fmt: skip
             source.load()
             file_format = source.format or "PNG"
             subsampling = -1
@@ -185,8 +202,10 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
             upright = ImageOps.exif_transpose(source)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise _read_error(path, "image", error) from None
-    if upright.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: keep the top 8 bits
-        upright = Image.fromarray((np.asarray(upright).astype(np.int64) >> 8).astype(np.uint8), "L")
+    deep = None
+    if upright.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: the net sees 8 bits
+        deep = np.clip(np.asarray(upright).astype(np.int64), 0, 65535).astype(np.uint16)
+        upright = Image.fromarray((deep >> 8).astype(np.uint8), "L")
     if upright.mode not in _KEEP_MODES:
         has_alpha = upright.mode in ("PA", "RGBa", "La") or "transparency" in upright.info
         upright = upright.convert("RGBA" if has_alpha else "RGB")
@@ -200,15 +219,36 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
         exif=exif.tobytes() if len(exif) else None,
         icc_profile=upright.info.get("icc_profile"),
         jpeg_subsampling=subsampling,
+        deep=deep,
+        bits=16 if deep is not None or ";16" in rawmode else 8,
     )
 
 
-def output_image(loaded: LoadedImage, rgb: np.ndarray, hole: np.ndarray) -> Image.Image:
+def output_image(
+    loaded: LoadedImage, rgb: np.ndarray, hole: np.ndarray, file_format: str | None = None
+) -> Image.Image:
     """The result in the input's mode: RGB/RGBA/L/LA, with alpha and known pixels kept.
 
     For ``L``/``LA`` inputs only hole pixels take the luma of ``rgb``; alpha is
-    always the input's.
+    always the input's. A 16-bit grey input stays 16-bit (``I;16``, hole pixels
+    ``luma * 257``) when ``file_format`` holds it (PNG, TIFF); otherwise, or for
+    16-bit RGB inputs, an :class:`ImageDepthWarning` says the output has 8 bits.
     """
+    target = (file_format or loaded.format).upper()
+    if loaded.deep is not None and target in DEEP_FORMATS:
+        luma = np.asarray(Image.fromarray(rgb, "RGB").convert("L")).astype(np.uint16)
+        deep = loaded.deep.copy()
+        deep[hole] = luma[hole] * np.uint16(257)
+        return Image.fromarray(deep)  # uint16 grey: mode I;16
+    if loaded.bits > 8:
+        import warnings
+
+        warnings.warn(
+            f"{loaded.path} has 16 bits per channel; the {target} output has 8"
+            + ("" if loaded.deep is not None else " (Pillow reads 16-bit colour as 8-bit)"),
+            ImageDepthWarning,
+            stacklevel=2,
+        )
     mode = loaded.upright.mode
     if mode == "RGB":
         return Image.fromarray(rgb, "RGB")

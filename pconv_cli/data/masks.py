@@ -117,6 +117,14 @@ class MaskResizedWarning(UserWarning):
     """:func:`load_mask` resized a mask (nearest neighbour) to the requested size."""
 
 
+class MaskContentWarning(UserWarning):
+    """A mask file that is mostly neither black nor white (a photo, a gradient, grey)."""
+
+
+NON_BINARY_WARNING = 0.05
+"""Share of pixels neither black nor white (values 1..254) above which :func:`load_mask` warns."""
+
+
 # --------------------------------------------------------------------------- ratios
 
 
@@ -718,8 +726,9 @@ def load_mask(
     its alpha: opaque painted pixels are the hole. ``invert`` flips hole and valid
     (for black = hole files). ``size=(height, width)`` resizes with nearest neighbour
     after thresholding, so the result stays binary, and emits a
-    :class:`MaskResizedWarning`. Unreadable, empty or unsupported files raise
-    :class:`MaskError`.
+    :class:`MaskResizedWarning`; a file with more than 5% grey pixels (neither 0 nor
+    255) emits a :class:`MaskContentWarning`. Unreadable, empty or unsupported files
+    raise :class:`MaskError`.
     """
     path = Path(path)
     try:
@@ -738,6 +747,14 @@ def load_mask(
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise MaskError(f"cannot read mask file {path}: {reason}") from None
+    grey = float(np.count_nonzero((values > 0) & (values < 255))) / max(values.size, 1)
+    if grey > NON_BINARY_WARNING:
+        warnings.warn(
+            f"mask {path}: {grey:.0%} of its pixels are neither black nor white; "
+            f"thresholded at {HOLE_THRESHOLD} (white = hole)",
+            MaskContentWarning,
+            stacklevel=2,
+        )
     hole = values > HOLE_THRESHOLD
     if invert:
         hole = ~hole

@@ -11,7 +11,8 @@ has finished, so a failed or interrupted run leaves no partial report.
   (``source, bucket, touches_border, count, l1, psnr, psnr_inf, ssim``), ``inf``
   written as ``inf``. Per-image values are in the JSON.
 - Grid PNG: per source, the best then the worst pairs by PSNR, one row each:
-  input (holes white) | mask (white = hole) | output (composite) | truth.
+  input (holes white) | mask (white = hole) | output (composite) | truth; pages of
+  at most :data:`GRID_ROWS` pairs (``grid.png``, ``grid-2.png``...).
 """
 
 from __future__ import annotations
@@ -161,22 +162,46 @@ def _caption(kind: str, rank: int, pick: GridPick) -> str:
     )
 
 
-def render_grid(result: EvalResult) -> Image.Image:
-    """The grid image (see the module docstring); raises ValueError when nothing was kept."""
-    rows: list[PanelRow] = []
+GRID_ROWS = 16
+"""Pairs per grid page: pages stay a few thousand pixels tall whatever the source count."""
+
+
+def render_grid(result: EvalResult, rows_per_page: int = GRID_ROWS) -> list[Image.Image]:
+    """The grid pages (see the module docstring); raises ValueError when nothing was kept.
+
+    Each page holds at most ``rows_per_page`` pairs; a source's heading repeats on
+    every page its pairs continue on.
+    """
+    pages: list[list[PanelRow]] = []
+    count = rows_per_page
     for source in result.sources:
         if source.extremes is None:
             continue
         picks = [("best", i + 1, p) for i, p in enumerate(source.extremes.best)]
         picks += [("worst", i + 1, p) for i, p in enumerate(source.extremes.worst)]
-        if picks:
-            rows.append(PanelRow(caption=f"[{source.label}]"))
-            rows += [PanelRow(_cells(p), _caption(kind, rank, p)) for kind, rank, p in picks]
-    if not rows:
+        for number, (kind, rank, pick) in enumerate(picks):
+            if count == rows_per_page:
+                pages.append([])
+                count = 0
+            if number == 0 or not pages[-1]:
+                pages[-1].append(PanelRow(caption=f"[{source.label}]"))
+            pages[-1].append(PanelRow(_cells(pick), _caption(kind, rank, pick)))
+            count += 1
+    if not pages:
         raise ValueError("no images were kept for the grid")
-    return panel_grid(rows, titles=_COLUMNS, gap=_GAP)
+    return [panel_grid(rows, titles=_COLUMNS, gap=_GAP) for rows in pages]
 
 
-def write_grid(path: str | os.PathLike[str], result: EvalResult) -> Path:
-    """Write :func:`render_grid` as a PNG, atomically."""
-    return save_png(path, render_grid(result))
+def grid_paths(path: str | os.PathLike[str], pages: int) -> list[Path]:
+    """``path`` for the first page, then ``<stem>-2<suffix>``, ``<stem>-3<suffix>``..."""
+    path = Path(path)
+    return [path] + [path.with_name(f"{path.stem}-{n}{path.suffix}") for n in range(2, pages + 1)]
+
+
+def write_grid(path: str | os.PathLike[str], result: EvalResult) -> list[Path]:
+    """Write the :func:`render_grid` pages as PNGs, atomically; returns their paths."""
+    pages = render_grid(result)
+    return [
+        save_png(target, page)
+        for target, page in zip(grid_paths(path, len(pages)), pages, strict=True)
+    ]

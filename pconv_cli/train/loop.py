@@ -481,8 +481,7 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
             if step % config.save_every == 0 or step == total_steps or epoch_end:
                 saved = save(step)
                 if saved is not None:
-                    trained = [r for r in history if "loss" in r]
-                    curve = loss_curve([r["step"] for r in trained], [r["loss"] for r in trained])
+                    curve = loss_curve([r for r in history if "loss" in r])
                     save_png(run.root / "loss.png", curve)
                     callbacks.on_message(f"saved {saved}")
             if step >= total_steps:

@@ -24,7 +24,7 @@ from pconv_cli.weights.formats import (
 )
 from pconv_cli.weights.hub import cached_weights_path, fetch_weights
 from pconv_cli.weights.loading import load_model, model_from_weights, open_weights
-from pconv_cli.weights.zoo import ZOO, WeightsEntry, get_weights, list_weights
+from pconv_cli.weights.zoo import DEFAULT_WEIGHTS, ZOO, WeightsEntry, get_weights, list_weights
 
 # Built-in converters register themselves on import, in detection order.
 # isort: off
@@ -34,6 +34,7 @@ from pconv_cli.weights import bare as _bare  # noqa: F401
 # isort: on
 
 __all__ = [
+    "DEFAULT_WEIGHTS",
     "ZOO",
     "Weights",
     "WeightsEntry",

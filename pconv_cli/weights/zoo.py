@@ -13,7 +13,10 @@ from typing import Any
 
 from pconv_cli.weights.errors import WeightsError
 
-__all__ = ["ZOO", "WeightsEntry", "get_weights", "list_weights"]
+__all__ = ["DEFAULT_WEIGHTS", "ZOO", "WeightsEntry", "get_weights", "list_weights"]
+
+DEFAULT_WEIGHTS = "mmagic-places"
+"""The zoo entry ``pconv inpaint`` (and ``pconv eval`` without a source) uses by default."""
 
 
 @dataclass(frozen=True)
