@@ -127,7 +127,7 @@ def test_missing_vgg_file_is_a_clear_error(tmp_path):
         load_vgg16_features(tmp_path / "nope.pth")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(VGGWeightsError, match="not a readable weights file"):
+    with pytest.raises(VGGWeightsError, match="not a VGG16 state dict"):
         load_vgg16_features(bad)
     wrong = tmp_path / "wrong.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, wrong)

@@ -36,7 +36,10 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @classify_app.command("train")
 def train_command(
     data: Path = typer.Option(
-        None, "--data", help="Folder with train/<class>/ and val/<class>/ image folders."
+        None,
+        "--data",
+        help="Folder with train/<class>/ and val/<class>/ image folders. "
+        "[default: none; required unless --resume]",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
     arch: str = typer.Option(
@@ -86,7 +89,7 @@ def train_command(
     ),
     size: int = typer.Option(None, "--size", min=16, help="Crop size in pixels. [default: 224]"),
     preset: str = typer.Option(
-        None, "--preset", help="'demo': 64 px crops, 12 epochs: minutes on a CPU."
+        None, "--preset", help="demo: 64 px crops, 12 epochs: minutes on a CPU. [default: none]"
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     workers: int = typer.Option(
@@ -102,14 +105,14 @@ def train_command(
         None,
         "--gpus",
         min=1,
-        help="Train on N local GPUs (DDP, NCCL).",
+        help="Train on N local GPUs (DDP, NCCL). [default: 1 process]",
         rich_help_panel=_PANEL_SCALE,
     ),
     nproc: int = typer.Option(
         None,
         "--nproc",
         min=1,
-        help="Train in N local processes (DDP).",
+        help="Train in N local processes (DDP). [default: 1]",
         rich_help_panel=_PANEL_SCALE,
     ),
     sync_bn: bool = typer.Option(
@@ -195,7 +198,9 @@ def eval_command(
         ..., "--data", help="A labelled folder: <class>/<image> (e.g. DIR/val)."
     ),
     arch: str = typer.Option(
-        None, "--arch", help="Check the checkpoint is this architecture (e.g. pd_resnet50)."
+        None,
+        "--arch",
+        help="Check the checkpoint is this architecture (e.g. pd_resnet50). [default: any]",
     ),
     size: int = typer.Option(
         None, "--size", min=16, help="Crop size. [default: the training size]"
@@ -204,7 +209,7 @@ def eval_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     workers: int = typer.Option(0, "--workers", min=0, help="Data loader processes."),
     json_out: Path = typer.Option(
-        None, "--json", help="Write the scores and the confusion matrix as JSON."
+        None, "--json", help="Write the scores and the confusion matrix as JSON. [default: none]"
     ),
 ) -> None:
     """Top-1 / top-5 accuracy of a classifier on a labelled folder, with a confusion table."""

@@ -166,14 +166,16 @@ def evaluate(
         None,
         "--method",
         metavar=f"[{_METHODS}]",
-        help="Score a classic method (repeatable); telea/ns need the baselines extra (OpenCV).",
+        help="Score a classic method (repeatable); telea/ns need the baselines extra (OpenCV). "
+        "[default: none]",
     ),
     predictions: list[Path] | None = typer.Option(
         None,
         "--predictions",
         "-p",
         metavar="DIR",
-        help="Score saved outputs DIR/<pair name>.png (repeatable); composited before scoring.",
+        help="Score saved outputs DIR/<pair name>.png (repeatable); composited before scoring. "
+        "[default: none]",
     ),
     invert_mask: bool = typer.Option(
         False,
@@ -205,14 +207,18 @@ def evaluate(
         help="Device for --weights (auto: CUDA, then MPS, then CPU).",
     ),
     json_out: Path | None = typer.Option(
-        None, "--json", help="Write config, per-bucket summary and per-image values as JSON."
+        None,
+        "--json",
+        help="Write config, per-bucket summary and per-image values as JSON. [default: none]",
     ),
-    csv_out: Path | None = typer.Option(None, "--csv", help="Write the summary table as CSV."),
+    csv_out: Path | None = typer.Option(
+        None, "--csv", help="Write the summary table as CSV. [default: none]"
+    ),
     grid: Path | None = typer.Option(
         None,
         "--grid",
         help="Write PNGs of the best and worst pairs per source (pages of at most 16 rows: "
-        "GRID, then GRID-2.png ...).",
+        "GRID, then GRID-2.png ...). [default: none]",
     ),
     grid_count: int = typer.Option(
         4, "--grid-count", min=1, help="Best and worst pairs per source."
@@ -221,7 +227,7 @@ def evaluate(
         None,
         "--save-outputs",
         metavar="DIR",
-        help="Also save every scored composite as DIR/<source>/<pair name>.png.",
+        help="Also save every scored composite as DIR/<source>/<pair name>.png. [default: none]",
     ),
 ) -> None:
     """Score inpainting outputs with l1 / PSNR / SSIM per hole-ratio bucket (MMagic's definitions).

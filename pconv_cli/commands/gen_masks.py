@@ -52,8 +52,12 @@ def gen_masks(
         100, "--count", "-n", help="Masks to write (per bucket half with --nvidia-buckets)."
     ),
     size: int = typer.Option(512, "--size", help="Square mask side in pixels."),
-    height: int | None = typer.Option(None, "--height", help="Mask height (overrides --size)."),
-    width: int | None = typer.Option(None, "--width", help="Mask width (overrides --size)."),
+    height: int | None = typer.Option(
+        None, "--height", help="Mask height (overrides --size). [default: --size]"
+    ),
+    width: int | None = typer.Option(
+        None, "--width", help="Mask width (overrides --size). [default: --size]"
+    ),
     kind: str = typer.Option(
         "irregular",
         "--kind",
@@ -65,7 +69,7 @@ def gen_masks(
         None,
         "--hole-ratio",
         metavar="LO-HI",
-        help="Keep hole ratios in LO <= r < HI, e.g. 0.1-0.2 (default: the kind's own range).",
+        help="Keep hole ratios in LO <= r < HI, e.g. 0.1-0.2 [default: the kind's own range]",
     ),
     border: bool | None = typer.Option(
         None,
@@ -74,7 +78,7 @@ def gen_masks(
         "(default: either).",
     ),
     margin: int | None = typer.Option(
-        None, "--margin", help="Hole-free band for --no-border (default: 50 px at 512, scaled)."
+        None, "--margin", help="Hole-free band for --no-border. [default: 50 px at 512, scaled]"
     ),
     seed: int = typer.Option(
         0, "--seed", help="Seed; mask k is drawn from numpy default_rng of (seed, k)."

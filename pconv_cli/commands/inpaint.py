@@ -42,13 +42,13 @@ def _run(jobs, weights: str, device_name: str, options, folder: bool) -> None:
 
     from pconv_cli.devices import DeviceError, resolve_device
     from pconv_cli.models import describe_config
-    from pconv_cli.weights import DEFAULT_WEIGHTS, WeightsError, model_from_weights, open_weights
+    from pconv_cli.weights import WeightsError, model_from_weights, open_weights, zoo
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     start = time.perf_counter()
     try:
         device = resolve_device(device_name)
-        loaded = open_weights(weights or DEFAULT_WEIGHTS)
+        loaded = open_weights(weights or zoo.DEFAULT_WEIGHTS)
         model = model_from_weights(loaded, device=device)
     except (DeviceError, WeightsError) as exc:
         console.print(f"[red]Error:[/] {escape(str(exc))}")

@@ -64,7 +64,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("data", str, _opt(
         "--data", "--folder", panel=_PANEL_DATA, metavar="DIR|LIST",
         help="Image folder (searched recursively) or a file list of Places365/CelebA "
-        "'path [label]' lines. Required unless --resume.",
+        "'path [label]' lines. [default: none; required unless --resume]",
     ), finetune=typer.Option(..., "--data", "--folder", metavar="DIR|LIST",
                              help="Image folder or file list.", rich_help_panel=_PANEL_DATA)),
     _Option("out", Path, typer.Option(..., "--out", "-o", help="Run directory.",
@@ -80,7 +80,8 @@ OPTIONS: tuple[_Option, ...] = (
     ), finetune=False),
     _Option("init", str, _opt(
         "--init", "--weights", panel=_PANEL_RUN, metavar="NAME|PATH",
-        help="Start from these weights: a zoo name or a pconv, MMagic or naoto0804 file.",
+        help="Start from these weights: a zoo name or a pconv, MMagic or naoto0804 file. "
+        "[default: none, fresh weights]",
     ), finetune=typer.Option(
         ..., "--init", "--weights", metavar="NAME|PATH", rich_help_panel=_PANEL_RUN,
         help="Weights to fine-tune: a zoo name (pconv weights list) or a pconv, "
@@ -93,7 +94,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("preset", str, _opt(
         "--preset", panel=_PANEL_RUN, metavar="[demo]",
         help="demo: a small net, a few minutes on a CPU (PConv U-Net: 128 px, 400 steps, no "
-        "VGG; DeepFillv2: quarter width, 96 px, 400 steps).",
+        "VGG; DeepFillv2: quarter width, 96 px, 400 steps). [default: none]",
     ), finetune=False),
     _Option("arch", str, _opt(
         "--arch", panel=_PANEL_MODEL, metavar=_ARCHES,
