@@ -10,10 +10,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from typer.core import TyperGroup
 
 from pconv_cli import __version__
-from pconv_cli.commands._options import MARKUP
+from pconv_cli.commands._options import MARKUP, Command, Group
 from pconv_cli.commands.classify import classify_app
 from pconv_cli.commands.evaluate import evaluate
 from pconv_cli.commands.gen_masks import gen_masks
@@ -22,7 +21,7 @@ from pconv_cli.commands.train import finetune, train
 from pconv_cli.commands.weights import weights_app
 
 
-class _OneLineErrors(TyperGroup):
+class _OneLineErrors(Group):
     """The root command: usage errors are one ``Error: ...`` line on stderr (exit code 2),
     Ctrl-C is ``Aborted.`` (130), ``pconv`` alone prints the help. However it is run:
     the console script, ``python -m pconv_cli`` or a test's CliRunner."""
@@ -83,12 +82,12 @@ def _root(
     """Image inpainting with partial convolutions."""
 
 
-app.command("train")(train)
-app.command("finetune")(finetune)
-app.command("gen-masks")(gen_masks)
-app.command("eval")(evaluate)
-app.command("evaluate", hidden=True)(evaluate)
-app.command("inpaint")(inpaint)
+app.command("train", cls=Command)(train)
+app.command("finetune", cls=Command)(finetune)
+app.command("gen-masks", cls=Command)(gen_masks)
+app.command("eval", cls=Command)(evaluate)
+app.command("evaluate", hidden=True, cls=Command)(evaluate)
+app.command("inpaint", cls=Command)(inpaint)
 app.add_typer(weights_app, name="weights")
 app.add_typer(classify_app, name="classify")
 

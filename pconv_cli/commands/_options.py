@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from pconv_cli.data.mask_kinds import MASK_KINDS
 
@@ -17,6 +18,8 @@ __all__ = [
     "DEVICE_METAVAR",
     "FLAG",
     "MARKUP",
+    "Command",
+    "Group",
     "device_value",
     "masks_value",
     "non_negative_float",
@@ -28,6 +31,25 @@ MARKUP = "markdown"
 
 FLAG = {"metavar": ""}
 """Options of boolean flags: no ``<bool>`` placeholder in the help."""
+
+
+class _HelpFlagWithoutPlaceholder:
+    """``--help`` shows no ``<bool>`` placeholder either."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Command(_HelpFlagWithoutPlaceholder, TyperCommand):
+    """The class of every pconv command."""
+
+
+class Group(_HelpFlagWithoutPlaceholder, TyperGroup):
+    """The class of every pconv command group."""
+
 
 DEVICE_METAVAR = "[auto|cpu|cuda|cuda:N|mps]"
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import typer
 
-from pconv_cli.commands._options import MARKUP
+from pconv_cli.commands._options import FLAG, MARKUP, Command, Group
 
 classify_app = typer.Typer(
+    cls=Group,
     name="classify",
     help="Train and score image classifiers, e.g. pd_resnet50 (partial-convolution padding).",
     no_args_is_help=True,
@@ -33,12 +35,12 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-@classify_app.command("train")
+@classify_app.command("train", cls=Command)
 def train_command(
     data: Path = typer.Option(
         None,
         "--data",
-        help="Folder with train/<class>/ and val/<class>/ image folders. "
+        help="Folder with train/CLASS/ and val/CLASS/ image folders. "
         "[default: none; required unless --resume]",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
@@ -91,7 +93,7 @@ def train_command(
     preset: str = typer.Option(
         None, "--preset", help="demo: 64 px crops, 12 epochs: minutes on a CPU. [default: none]"
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out.", **FLAG),
     workers: int = typer.Option(
         None, "--workers", min=0, help="Data loader processes. [default: 4]"
     ),
@@ -118,23 +120,29 @@ def train_command(
     sync_bn: bool = typer.Option(
         None,
         "--sync-bn/--no-sync-bn",
-        help="BatchNorm over the global batch.",
+        help="BatchNorm over the global batch. [default: off]",
         rich_help_panel=_PANEL_SCALE,
+        **FLAG,
     ),
-    precision: str = typer.Option(
+    precision: Literal["fp32", "bf16", "fp16"] = typer.Option(
         None,
         "--precision",
-        help="fp32, bf16 or fp16. [default: fp32]",
+        help="Autocast precision (fp16 with a gradient scaler). [default: fp32]",
         rich_help_panel=_PANEL_SCALE,
     ),
     channels_last: bool = typer.Option(
         None,
         "--channels-last/--no-channels-last",
-        help="channels_last memory format.",
+        help="channels_last memory format. [default: off]",
         rich_help_panel=_PANEL_SCALE,
+        **FLAG,
     ),
     compile_model: bool = typer.Option(
-        None, "--compile/--no-compile", help="torch.compile the step.", rich_help_panel=_PANEL_SCALE
+        None,
+        "--compile/--no-compile",
+        help="torch.compile the step. [default: off]",
+        rich_help_panel=_PANEL_SCALE,
+        **FLAG,
     ),
 ) -> None:
     """Train a classifier on an image folder (NVIDIA's / torchvision's ImageNet recipe).
@@ -189,14 +197,12 @@ def _check_classifier(arch: str) -> None:
         raise _fail(f"--arch {arch} is an {family.kind} model, not a classifier", 2)
 
 
-@classify_app.command("eval")
+@classify_app.command("eval", cls=Command)
 def eval_command(
     weights: str = typer.Option(
         ..., "--weights", "-w", help="A classifier checkpoint (.safetensors)."
     ),
-    data: Path = typer.Option(
-        ..., "--data", help="A labelled folder: <class>/<image> (e.g. DIR/val)."
-    ),
+    data: Path = typer.Option(..., "--data", help="A labelled folder: CLASS/IMAGE (e.g. DIR/val)."),
     arch: str = typer.Option(
         None,
         "--arch",

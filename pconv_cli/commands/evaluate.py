@@ -174,7 +174,7 @@ def evaluate(
         "--predictions",
         "-p",
         metavar="DIR",
-        help="Score saved outputs DIR/<pair name>.png (repeatable); composited before scoring. "
+        help="Score saved outputs DIR/PAIR.png (repeatable); composited before scoring. "
         "[default: none]",
     ),
     invert_mask: bool = typer.Option(
@@ -227,7 +227,7 @@ def evaluate(
         None,
         "--save-outputs",
         metavar="DIR",
-        help="Also save every scored composite as DIR/<source>/<pair name>.png. [default: none]",
+        help="Also save every scored composite as DIR/SOURCE/PAIR.png. [default: none]",
     ),
 ) -> None:
     """Score inpainting outputs with l1 / PSNR / SSIM per hole-ratio bucket (MMagic's definitions).

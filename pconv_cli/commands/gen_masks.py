@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from pconv_cli.commands._options import FLAG
 from pconv_cli.data.mask_kinds import MASK_KINDS
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ def gen_masks(
         None,
         "--border/--no-border",
         help="Require a hole touching the edge / keep holes --margin px away from it "
-        "(default: either).",
+        "[default: either]",
+        **FLAG,
     ),
     margin: int | None = typer.Option(
         None, "--margin", help="Hole-free band for --no-border. [default: 50 px at 512, scaled]"
@@ -89,11 +91,13 @@ def gen_masks(
         "--nvidia-buckets",
         help="NVIDIA test-set layout: buckets 0.01-0.1 ... 0.5-0.6, each with border/ and "
         "no-border/ halves of --count masks.",
+        **FLAG,
     ),
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
         help="Write into a non-empty OUT_DIR, replacing files of the same names.",
+        **FLAG,
     ),
 ) -> None:
     """Generate seeded inpainting masks (PNG, white = hole) and their manifest.csv."""

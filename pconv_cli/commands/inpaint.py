@@ -168,7 +168,7 @@ def inpaint(
         "--out",
         "-o",
         help="Output file (its suffix gives the format) or existing folder for one image, "
-        "output folder for a folder. [default: IMAGE_inpainted.<suffix> beside the image, "
+        "output folder for a folder. [default: IMAGE_inpainted.SUFFIX beside the image, "
         "DIR_inpainted/ beside the folder]",
         rich_help_panel=_PANEL_IO,
     ),

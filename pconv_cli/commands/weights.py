@@ -9,9 +9,10 @@ from pathlib import Path
 
 import typer
 
-from pconv_cli.commands._options import MARKUP
+from pconv_cli.commands._options import MARKUP, Command, Group
 
 weights_app = typer.Typer(
+    cls=Group,
     name="weights",
     help="Published weights: list the zoo, download for offline use, convert to pconv.",
     no_args_is_help=True,
@@ -36,7 +37,7 @@ def _metrics_text(metrics) -> str:
     return "\n".join(parts) or "-"
 
 
-@weights_app.command("list")
+@weights_app.command("list", cls=Command)
 def list_command() -> None:
     """Print the zoo: source, data, family, conventions, published scores, cache."""
     from rich.table import Table
@@ -72,7 +73,7 @@ def list_command() -> None:
         console.print(f"cache: {cached_weights_path(entries[0]).parent}")
 
 
-@weights_app.command("download")
+@weights_app.command("download", cls=Command)
 def download_command(
     names: list[str] = typer.Argument(None, metavar="[NAME]...", help="[default: all]"),
 ) -> None:
@@ -101,7 +102,7 @@ def download_command(
         raise typer.Exit(1)
 
 
-@weights_app.command("convert")
+@weights_app.command("convert", cls=Command)
 def convert_command(
     source: str = typer.Argument(..., metavar="NAME|PATH", help="Weights in any supported format."),
     out: Path = typer.Option(..., "--out", "-o", help="The pconv checkpoint (.safetensors)."),
