@@ -24,6 +24,7 @@ __all__ = [
     "masks_value",
     "non_negative_float",
     "positive_float",
+    "ratio_range_value",
 ]
 
 MARKUP = "markdown"
@@ -73,6 +74,19 @@ def device_value(value: str | None) -> str | None:
     """``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N`` (availability is checked later)."""
     if value is not None and not _DEVICE.fullmatch(value.lower()):
         raise typer.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    return value
+
+
+def ratio_range_value(value: str | None) -> str | None:
+    """A hole-ratio range ``LO-HI`` with ``0 <= LO < HI <= 1``."""
+    if value is None:
+        return value
+    from pconv_cli.data.masks import MaskError, parse_ratio_range
+
+    try:
+        parse_ratio_range(value)
+    except MaskError as exc:
+        raise typer.BadParameter(str(exc)) from None
     return value
 
 

@@ -25,6 +25,7 @@ from pconv_cli.commands._options import (
     masks_value,
     non_negative_float,
     positive_float,
+    ratio_range_value,
 )
 
 _PANEL_DATA = "Data"
@@ -59,6 +60,7 @@ _STAGES = "[default: 1]"
 _ARCHES = "[pconv_unet|unet|deepfillv2|NAME]"
 _PRECISIONS = Literal["fp32", "bf16", "fp16"]
 _CROPS = Literal["mmagic", "resize"]
+_SCHEDULES = Literal["constant", "cosine"]
 
 OPTIONS: tuple[_Option, ...] = (
     _Option("data", str, _opt(
@@ -118,10 +120,20 @@ OPTIONS: tuple[_Option, ...] = (
         help="mmagic: random crop of 1.5 x --size (clipped to the image), resized; resize: "
         "short side to --size, random crop. [default: mmagic]",
     )),
+    _Option("crop_size", int, _opt(
+        "--crop-size", panel=_PANEL_DATA, min=8, metavar="PX",
+        help="--crop mmagic: side of the random square crop that is resized to --size "
+        "(sets the scale the net learns). [default: 1.5 x --size]",
+    )),
     _Option("masks", str, _opt(
         "--masks", "--mask", panel=_PANEL_DATA, callback=masks_value,
         metavar="[irregular|brush|box|thin|medium|thick|mixed|DIR]",
         help="A mask kind, or a folder of mask files (white = hole). [default: irregular]",
+    )),
+    _Option("hole_ratio", str, _opt(
+        "--hole-ratio", panel=_PANEL_DATA, metavar="LO-HI", callback=ratio_range_value,
+        help="Hole ratios of generated masks, uniform in LO <= r < HI (0.01-0.6: NVIDIA's "
+        "test buckets evenly). [default: the kind's range, irregular 0.15-0.65]",
     )),
     _Option("invert_mask", bool, _opt(
         "--invert-mask/--no-invert-mask", panel=_PANEL_DATA, help="Mask files are black = hole.",
@@ -139,6 +151,11 @@ OPTIONS: tuple[_Option, ...] = (
         "--lr", panel=_PANEL_OPT, callback=positive_float,
         help="Adam learning rate. [default: PConv U-Net 2e-4 stage 1, 5e-5 stage 2 and "
         "finetune; DeepFillv2 1e-4]",
+    )),
+    _Option("lr_schedule", _SCHEDULES, _opt(
+        "--lr-schedule", panel=_PANEL_OPT,
+        help="constant, or cosine: half a cosine from --lr to 0 over the run. "
+        "[default: constant]",
     )),
     _Option("vgg_weights", str, _opt(
         "--vgg-weights", panel=_PANEL_OPT, metavar="[imagenet|none|FILE]",

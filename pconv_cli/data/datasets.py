@@ -13,6 +13,7 @@ position: not on worker count or timing, and a resumed run continues exactly.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 CROP_MODES = ("mmagic", "resize")
+# Width of the hole-ratio parts a --hole-ratio range is cut into (see MaskSource).
+_RATIO_PART = 0.1
 # How many following images to try when one is unreadable, before giving up on an item.
 _MAX_SKIPS = 16
 
@@ -98,6 +101,11 @@ def resolve_images(
 class MaskSource:
     """Where training masks come from: a generator ``kind`` or a folder of mask files.
 
+    Generated masks have hole ratios in the kind's own range, or in ``hole_ratio =
+    (lo, hi)`` evenly: the range is cut into equal parts about 0.1 wide, each mask is
+    drawn into one part picked uniformly (``(0.01, 0.6)``: about NVIDIA's six test
+    buckets, each as often; one draw over the whole range would favour large ratios,
+    since a single stroke can overshoot a small target).
     Mask files are white = hole (``invert=True`` for black = hole); they are
     resized with nearest to the training size and randomly flipped/rotated.
     """
@@ -105,29 +113,56 @@ class MaskSource:
     kind: str | None = None
     files: tuple[Path, ...] = ()
     invert: bool = False
+    hole_ratio: tuple[float, float] | None = None
 
     @classmethod
-    def parse(cls, spec: str, *, invert: bool = False) -> MaskSource:
-        """A mask kind (``irregular``, ``brush``, ``mixed``, ...) or an existing folder."""
+    def parse(
+        cls, spec: str, *, invert: bool = False, hole_ratio: str | None = None
+    ) -> MaskSource:
+        """A mask kind (``irregular``, ``brush``, ``mixed``, ...) or an existing folder;
+        ``hole_ratio`` ``"LO-HI"`` for a kind's masks."""
         path = Path(spec)
         if path.is_dir():
+            if hole_ratio is not None:
+                raise DataError(f"--hole-ratio applies to generated masks, not to {spec}")
             files = tuple(find_images(path))
             if not files:
                 raise DataError(f"--masks {spec}: the folder holds no mask images")
             return cls(files=files, invert=invert)
         if spec in mask_lib.MASK_KINDS:
-            return cls(kind=spec, invert=invert)
+            ratio = None
+            if hole_ratio is not None:
+                try:
+                    ratio = mask_lib.parse_ratio_range(hole_ratio)
+                except ValueError as exc:
+                    raise DataError(f"--hole-ratio: {exc}") from None
+            return cls(kind=spec, invert=invert, hole_ratio=ratio)
         raise DataError(
             f"--masks {spec}: neither a folder nor a mask kind ({', '.join(mask_lib.MASK_KINDS)})"
         )
 
     def describe(self) -> str:
-        return self.kind if self.kind else f"{len(self.files)} mask files"
+        if self.kind is None:
+            return f"{len(self.files)} mask files"
+        if self.hole_ratio is None:
+            return self.kind
+        return f"{self.kind}, hole ratio {mask_lib.format_ratio_range(*self.hole_ratio)}"
+
+    def _ratio_part(self, rng: np.random.Generator) -> tuple[float, float] | None:
+        if self.hole_ratio is None:
+            return None
+        lo, hi = self.hole_ratio
+        parts = max(1, math.ceil((hi - lo) / _RATIO_PART - 1e-9))
+        k = int(rng.integers(parts))
+        width = (hi - lo) / parts
+        return lo + k * width, hi if k == parts - 1 else lo + (k + 1) * width
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """A (size, size) bool array, True = hole."""
         if self.kind is not None:
-            return mask_lib.generate_mask(self.kind, rng, size=(size, size))
+            return mask_lib.generate_mask(
+                self.kind, rng, size=(size, size), hole_ratio=self._ratio_part(rng)
+            )
         path = self.files[int(rng.integers(len(self.files)))]
         hole = mask_lib.load_mask(path, invert=self.invert)
         if hole.shape[0] == hole.shape[1] and rng.random() < 0.5:

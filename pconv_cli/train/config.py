@@ -76,6 +76,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     pretrained: str | None = None
     masks: str = "irregular"
+    hole_ratio: str | None = None
     invert_mask: bool = False
     workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     seed: int = 0

@@ -258,7 +258,7 @@ class InpaintingTask(Task):
 
     def dataset(self) -> InpaintingDataset:
         c = self.config
-        self._masks = MaskSource.parse(c.masks, invert=c.invert_mask)
+        self._masks = MaskSource.parse(c.masks, invert=c.invert_mask, hole_ratio=c.hole_ratio)
         self._dataset = InpaintingDataset(
             resolve_images(c.data, c.data_root), self._masks, size=c.size, crop=c.crop,
             crop_size=c.crop_size, flip=c.flip, seed=c.seed,
@@ -271,7 +271,7 @@ class InpaintingTask(Task):
     @classmethod
     def preflight(cls, config: TrainConfig) -> None:
         resolve_images(config.data, config.data_root)
-        MaskSource.parse(config.masks, invert=config.invert_mask)
+        MaskSource.parse(config.masks, invert=config.invert_mask, hole_ratio=config.hole_ratio)
 
     def inputs(self, batch: dict, step: StepContext) -> tuple[Tensor, Tensor]:
         """The batch's image (in the run's memory format) and mask on the device."""
