@@ -17,6 +17,7 @@ from pconv_cli.commands.classify import classify_app
 from pconv_cli.commands.evaluate import evaluate
 from pconv_cli.commands.gen_masks import gen_masks
 from pconv_cli.commands.inpaint import inpaint
+from pconv_cli.commands.serve import serve
 from pconv_cli.commands.train import finetune, train
 from pconv_cli.commands.weights import weights_app
 
@@ -88,6 +89,7 @@ app.command("gen-masks", cls=Command)(gen_masks)
 app.command("eval", cls=Command)(evaluate)
 app.command("evaluate", hidden=True, cls=Command)(evaluate)
 app.command("inpaint", cls=Command)(inpaint)
+app.command("serve", cls=Command)(serve)
 app.add_typer(weights_app, name="weights")
 app.add_typer(classify_app, name="classify")
 

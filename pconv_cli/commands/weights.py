@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from pconv_cli.commands._options import MARKUP, Command, Group
+from pconv_cli.commands._options import FLAG, MARKUP, Command, Group
 
 weights_app = typer.Typer(
     cls=Group,
@@ -39,38 +39,55 @@ def _metrics_text(metrics) -> str:
 
 @weights_app.command("list", cls=Command)
 def list_command() -> None:
-    """Print the zoo: source, data, family, conventions, published scores, cache."""
+    """Print the zoo: source, data, family, conventions, scores, whether it is here."""
+    from rich.markup import escape
     from rich.table import Table
 
-    from pconv_cli.weights import cached_weights_path, list_weights
+    from pconv_cli.weights import DEFAULT_WEIGHTS, cached_weights_path, list_weights
 
     console = _console()
-    table = Table(title="pconv published weights", show_lines=True)
+    table = Table(title="pconv weights", show_lines=True)
     table.add_column("name", no_wrap=True, style="bold")
-    for column in ("trained on", "original", "published scores", "cached"):
+    for column in ("trained on", "original", "scores", "here"):
         table.add_column(column)
     entries = list_weights()
     for entry in entries:
-        cached = cached_weights_path(entry).is_file()
+        if entry.bundled:
+            here = "[green]bundled[/]"
+        else:
+            here = "[green]cached[/]" if cached_weights_path(entry).is_file() else "no"
         table.add_row(
-            entry.name,
+            entry.name + ("\n(default)" if entry.name == DEFAULT_WEIGHTS else ""),
             f"{entry.dataset}\n{entry.train_size}x{entry.train_size}",
             f"{entry.source_format}, {entry.colour_order.upper()}\n{entry.normalization}\n"
             f"{entry.family}",
             _metrics_text(entry.metrics),
-            "[green]yes[/]" if cached else "no",
+            here,
         )
     console.print(table)
     for entry in entries:
-        digest = (
-            f"sha256 {entry.sha256_prefix}..."
-            if entry.sha256_prefix
-            else "no published hash: not checked"
+        console.print(f"[bold]{entry.name}[/]: {escape(entry.description)}")
+        if entry.bundled:
+            where = f"bundled: {cached_weights_path(entry)} (sha256 {entry.sha256_prefix[:16]}...)"
+        elif entry.sha256_prefix:
+            where = f"{entry.url} (sha256 {entry.sha256_prefix}...)"
+        else:
+            where = f"{entry.url} (no published hash: not checked)"
+        console.print(f"  {escape(where)}; {escape(entry.license)}", soft_wrap=True)
+        if entry.recipe:
+            console.print(f"  recipe: {escape(entry.recipe)}", soft_wrap=True)
+    downloaded = [e for e in entries if not e.bundled]
+    if downloaded:
+        console.print(f"cache: {cached_weights_path(downloaded[0]).parent}")
+    default = next((e for e in entries if e.name == DEFAULT_WEIGHTS), None)
+    if default is not None and default.bundled:
+        console.print(
+            f"default: {default.name} (bundled, works offline); mmagic-places gives the best "
+            "quality when it can be downloaded (pconv weights download mmagic-places)",
+            soft_wrap=True,
         )
-        console.print(f"[bold]{entry.name}[/]: {entry.description}")
-        console.print(f"  {entry.url} ({digest}); {entry.license}", soft_wrap=True)
-    if entries:
-        console.print(f"cache: {cached_weights_path(entries[0]).parent}")
+    else:
+        console.print(f"default: {DEFAULT_WEIGHTS}", soft_wrap=True)
 
 
 @weights_app.command("download", cls=Command)
@@ -106,6 +123,13 @@ def download_command(
 def convert_command(
     source: str = typer.Argument(..., metavar="NAME|PATH", help="Weights in any supported format."),
     out: Path = typer.Option(..., "--out", "-o", help="The pconv checkpoint (.safetensors)."),
+    half: bool = typer.Option(
+        False,
+        "--half",
+        help="Store floating-point tensors as float16: half the size; loading casts them "
+        "back to float32. [default: off, as read]",
+        **FLAG,
+    ),
 ) -> None:
     """Convert weights (MMagic, naoto0804, ...) into a pconv safetensors checkpoint."""
     from rich.markup import escape
@@ -127,9 +151,13 @@ def convert_command(
     meta = weights.metadata
     extra = {"original_format": weights.source_format}
     extra.update({k: meta[k] for k in ("name",) if k in meta})
+    state = weights.state
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        extra["stored_as"] = "float16"
     write_checkpoint(
         out,
-        weights.state,
+        state,
         family=weights.family,
         config=weights.config,
         converted_from=Path(meta.get("source", source)).name,

@@ -1,7 +1,9 @@
 """Downloading zoo weights into torch.hub's cache, with their sha256 checked.
 
-Files live in ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``,
-by default ``~/.cache/torch/hub/checkpoints``) under the URL's file name. Offline,
+Bundled entries are files inside the package (``pconv_cli/weights/bundled/``): they
+are never downloaded, only checked. Other files live in
+``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``, by default
+``~/.cache/torch/hub/checkpoints``) under the URL's file name. Offline,
 the error says where to download a file from and where to put it.
 """
 
@@ -15,13 +17,18 @@ import torch
 from pconv_cli.weights.errors import WeightsError
 from pconv_cli.weights.zoo import WeightsEntry
 
-__all__ = ["cached_weights_path", "fetch_weights", "sha256_of"]
+__all__ = ["BUNDLED_DIR", "cached_weights_path", "fetch_weights", "sha256_of"]
 
 _HASH_CHUNK = 1 << 22
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+"""Where the package's own weights files live."""
 
 
 def cached_weights_path(entry: WeightsEntry) -> Path:
-    """Where ``entry`` lives in torch.hub's cache: ``torch.hub.get_dir()/checkpoints/<file>``."""
+    """Where ``entry`` lives: ``BUNDLED_DIR/<file>`` for a bundled entry, else torch.hub's
+    cache, ``torch.hub.get_dir()/checkpoints/<file>``."""
+    if entry.bundled:
+        return BUNDLED_DIR / entry.bundled
     return Path(torch.hub.get_dir()) / "checkpoints" / entry.filename
 
 
@@ -41,7 +48,8 @@ def _check_hash(path: Path, entry: WeightsEntry) -> None:
     if not digest.startswith(entry.sha256_prefix):
         raise WeightsError(
             f"{path} does not match {entry.name}: sha256 {digest[:16]}..., expected "
-            f"{entry.sha256_prefix}...; delete it and download {entry.url} again"
+            f"{entry.sha256_prefix[:16]}...; "
+            + ("reinstall pconv" if entry.bundled else f"delete it and download {entry.url} again")
         )
 
 
@@ -56,6 +64,11 @@ def fetch_weights(entry: WeightsEntry, *, progress: bool = True) -> Path:
     if path.is_file():
         _check_hash(path, entry)
         return path
+    if entry.bundled:
+        raise WeightsError(
+            f"{entry.name}: the bundled file {path} is missing from this installation; "
+            "reinstall pconv"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(

@@ -1,8 +1,9 @@
 """The zoo: published weights pconv knows by name (in the spirit of torchvision's weights enums).
 
-Each :class:`WeightsEntry` says where a file lives (URL and sha256 prefix), what
-it is (family, config, data, the publisher's scores) and which converter reads
-it (``source_format``). Nothing here downloads: see :mod:`pconv_cli.weights.hub`.
+Each :class:`WeightsEntry` says where a file lives (a URL, or ``bundled``: a file
+inside the package, loaded offline), its sha256, what it is (family, config,
+data, the publisher's scores) and which converter reads it (``source_format``).
+Nothing here downloads: see :mod:`pconv_cli.weights.hub`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ class WeightsEntry:
     and the download is not checked. ``family`` and ``config`` are what the file
     converts to; ``colour_order`` and ``normalization`` describe the *original*
     weights (after conversion every entry runs on RGB images in [0, 1]).
-    ``metrics`` maps an evaluation set to the publisher's scores.
+    ``metrics`` maps an evaluation set to the publisher's scores. ``bundled`` names
+    a file in ``pconv_cli/weights/bundled/`` (no URL; ``sha256_prefix`` is then the
+    whole digest); ``recipe`` says how it was made, ``data_sha256`` identifies its
+    training data (the sha256 of the data set's SHA256SUMS file).
     """
 
     name: str
@@ -46,11 +50,14 @@ class WeightsEntry:
     license: str = ""
     citation: str = ""
     homepage: str = ""
+    bundled: str | None = None
+    recipe: str = ""
+    data_sha256: str = ""
 
     @property
     def filename(self) -> str:
-        """The file name in the hub cache: the URL's last component."""
-        return self.url.rsplit("/", 1)[-1]
+        """The file name: the bundled file's, or the URL's last component (in the hub cache)."""
+        return self.bundled or self.url.rsplit("/", 1)[-1]
 
 
 _PCONV_PAPER = (

@@ -1,0 +1,117 @@
+"""``pconv serve``: a local web page to paint a mask over a photo and inpaint it.
+
+A thin wrapper over :mod:`pconv_cli.web` (FastAPI + uvicorn, the ``web`` extra);
+fastapi, uvicorn and torch are imported inside the command only.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from pconv_cli.commands._options import DEVICE_METAVAR, device_value
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Address to listen on. Anything but 127.0.0.1/localhost lets other machines "
+        "use the page (a warning says so).",
+    ),
+    port: int = typer.Option(7860, "--port", "-p", min=0, max=65535, help="Port (0: any free)."),
+    weights: str = typer.Option(
+        None,
+        "--weights",
+        "-w",
+        metavar="NAME|PATH",
+        help="Also offer these weights (and make them the default). [default: the zoo's "
+        "default; every zoo entry available here is offered]",
+    ),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        metavar=DEVICE_METAVAR,
+        callback=device_value,
+        help="Where the models run (auto: CUDA, then MPS, then CPU).",
+    ),
+    max_upload_mb: int = typer.Option(
+        32, "--max-upload-mb", min=1, help="Largest accepted upload per file, in MiB."
+    ),
+    max_megapixels: float = typer.Option(
+        40.0, "--max-megapixels", min=0.01, help="Largest accepted image, in megapixels."
+    ),
+) -> None:
+    """Paint a mask in the browser and inpaint (a local web page; needs the web extra).
+
+    The page: open or drop a photo, paint the hole, choose model and strategy,
+    inpaint, compare, inpaint again, download. The API it uses is at /docs.
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    from pconv_cli.web import missing_web_modules
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    missing = missing_web_modules()
+    if missing:
+        console.print(
+            f"[red]Error:[/] pconv serve needs the web extra ({', '.join(missing)} missing): "
+            "pip install 'pconv-cli\\[web]'"
+        )
+        raise typer.Exit(1)
+
+    import uvicorn
+
+    from pconv_cli.devices import DeviceError
+    from pconv_cli.web.app import create_app
+    from pconv_cli.weights import WeightsError, open_weights
+
+    try:
+        if weights:
+            open_weights(weights)  # fail now, not on the first request
+        app = create_app(
+            weights=weights,
+            device=device,
+            max_upload_mb=max_upload_mb,
+            max_pixels=int(max_megapixels * 1e6),
+        )
+    except (DeviceError, WeightsError) as exc:
+        console.print(f"[red]Error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if host not in _LOCAL_HOSTS:
+        console.print(
+            f"[yellow]warning:[/] listening on {escape(host)}: anyone who can reach this "
+            "machine can use the page and its models"
+        )
+    store = app.state.store
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+
+    def announce() -> None:
+        bound = port
+        for socket in (s for srv in getattr(server, "servers", []) for s in srv.sockets):
+            bound = socket.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        console.print(
+            f"pconv serve: http://{shown}:{bound}/ (models: {', '.join(store.choices) or 'none'};"
+            f" default {store.default}; device {store.device}); Ctrl-C stops"
+        )
+
+    original_startup = server.startup
+
+    async def startup(sockets=None) -> None:
+        await original_startup(sockets=sockets)
+        if server.started:
+            announce()
+
+    server.startup = startup  # type: ignore[method-assign]
+    try:
+        server.run()
+    except OSError as exc:  # e.g. the port is taken
+        console.print(f"[red]Error:[/] cannot listen on {escape(host)}:{port}: {exc}")
+        raise typer.Exit(1) from None
+    if not server.started:
+        console.print(f"[red]Error:[/] cannot listen on {escape(host)}:{port}")
+        raise typer.Exit(1)

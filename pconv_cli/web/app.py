@@ -1,0 +1,369 @@
+"""The FastAPI app of ``pconv serve``: the painting page and a small JSON/multipart API.
+
+Endpoints (all documented at ``/docs``):
+
+- ``GET /api/health``: ``{"status": "ok", "version", "device", "queued"}``.
+- ``GET /api/models``: the models the page offers (zoo entries available here:
+  bundled or in the hub cache, plus the ``--weights`` given at start), the default,
+  and the large-image strategies.
+- ``POST /api/inpaint`` (multipart): ``image`` and ``mask`` files (mask: white =
+  hole, the size of the image; ``invert_mask`` flips), optional ``model``,
+  ``strategy`` and ``format`` (``same`` = the image's). Returns the image. It runs
+  :func:`pconv_cli.inpainting.inpaint_file`, as ``pconv inpaint`` does: every known
+  pixel of a lossless output is byte-identical to the input.
+- ``POST /api/convert`` (multipart): ``image`` and ``format``: the image re-encoded
+  (the page's download in the original format).
+
+Inference runs in one worker thread, one request at a time (the rest queue), so
+the event loop never blocks. Uploads are size-limited, decoded only after their
+header says they are an image of a sane pixel count, and never name a path on
+the server. Every error is JSON ``{"error": "one line"}`` with a 4xx/5xx status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pconv_cli import __version__
+
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_MB", "ApiError", "ModelStore", "create_app"]
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_UPLOAD_MB = 32
+"""Largest accepted file, per uploaded file, in MiB."""
+DEFAULT_MAX_PIXELS = 40_000_000
+"""Largest accepted image (width x height), checked on the header before decoding."""
+
+_MEDIA_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+_READ_FORMATS = {"MPO": "JPEG"}  # a phone's multi-picture JPEG is read as its first picture
+
+
+class ApiError(Exception):
+    """A request the API refuses: ``status`` and a one-line ``message``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the page may pick: ``name`` shown, ``spec`` given to ``open_weights``."""
+
+    name: str
+    spec: str
+    description: str
+    source: str  # bundled | cached | file
+
+
+class ModelStore:
+    """The models on offer, each loaded on first use and kept (loading is not free)."""
+
+    def __init__(self, weights: str | None, device: Any):
+        from pconv_cli.weights import cached_weights_path, list_weights, zoo
+
+        self.device = device
+        self.choices: dict[str, ModelChoice] = {}
+        for entry in list_weights():
+            if cached_weights_path(entry).is_file():
+                source = "bundled" if entry.bundled else "cached"
+                self.choices[entry.name] = ModelChoice(
+                    entry.name, entry.name, entry.description, source
+                )
+        self.default = zoo.DEFAULT_WEIGHTS
+        if weights:
+            name = weights if weights in zoo.ZOO else Path(weights).name
+            if name not in self.choices:
+                self.choices[name] = ModelChoice(name, weights, f"--weights {weights}", "file")
+            self.default = name
+        if self.default not in self.choices and self.choices:
+            self.default = next(iter(self.choices))
+        self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": c.name,
+                "description": c.description,
+                "source": c.source,
+                "default": c.name == self.default,
+            }
+            for c in self.choices.values()
+        ]
+
+    def resolve(self, name: str | None) -> ModelChoice:
+        """The choice called ``name`` (None or empty: the default)."""
+        name = name or self.default
+        if name not in self.choices:
+            known = ", ".join(self.choices) or "none"
+            raise ApiError(404, f"unknown model {name!r}; available: {known}")
+        return self.choices[name]
+
+    def model(self, choice: ModelChoice):
+        """The loaded model of ``choice`` (loads it once; call from the worker thread)."""
+        from pconv_cli.weights import WeightsError, load_model
+
+        with self._lock:
+            if choice.name not in self._models:
+                try:
+                    self._models[choice.name] = load_model(choice.spec, device=self.device)
+                except WeightsError as exc:
+                    raise ApiError(503, f"model {choice.name} cannot be loaded: {exc}") from None
+            return self._models[choice.name]
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else "error"
+
+
+def _safe_stem(filename: str | None) -> str:
+    stem = Path(filename or "image").stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80] or "image"
+
+
+async def _read_upload(upload: UploadFile, what: str, limit: int) -> bytes:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, f"{what} is larger than the {limit // 2**20} MiB upload limit")
+    if not data:
+        raise ApiError(400, f"{what} is empty")
+    return data
+
+
+def _image_format(data: bytes, what: str, max_pixels: int) -> str:
+    """The Pillow format of an uploaded image, from its header (nothing decoded yet)."""
+    try:
+        with Image.open(BytesIO(data)) as image:
+            file_format = _READ_FORMATS.get(image.format or "", image.format or "")
+            width, height = image.size
+    except Image.DecompressionBombError:
+        raise ApiError(413, f"{what} has too many pixels (decompression bomb guard)") from None
+    except (OSError, ValueError, SyntaxError):
+        raise ApiError(
+            400, f"{what} is not an image pconv reads (PNG, JPEG, WebP, BMP, TIFF)"
+        ) from None
+    if file_format not in _MEDIA_TYPES:
+        kind = file_format or "an unknown format"
+        raise ApiError(415, f"{what} is {kind}; send PNG, JPEG, WebP, BMP or TIFF")
+    if width * height > max_pixels:
+        raise ApiError(
+            413,
+            f"{what} is {width}x{height} = {width * height / 1e6:.1f} MP; "
+            f"the limit is {max_pixels / 1e6:.0f} MP",
+        )
+    return file_format
+
+
+def _output_format(requested: str, input_format: str) -> str:
+    from pconv_cli.data.images import FORMATS
+
+    if requested.lower() in ("", "same"):
+        return input_format
+    if requested.lower() not in FORMATS:
+        raise ApiError(400, f"format {requested!r}: use same, {', '.join(sorted(FORMATS))}")
+    return FORMATS[requested.lower()]
+
+
+def _inpaint(
+    model, image: bytes, image_format: str, mask: bytes, out_format: str, options: dict
+) -> tuple[bytes, str, list[str]]:
+    """Run ``pconv inpaint``'s file path on the uploads in a private temporary folder."""
+    from pconv_cli.data.images import SUFFIX_OF_FORMAT
+    from pconv_cli.inpainting import InpaintJob, InpaintOptions, inpaint_file
+
+    with tempfile.TemporaryDirectory(prefix="pconv-serve-") as folder:
+        root = Path(folder)
+        image_path = root / f"image{SUFFIX_OF_FORMAT[image_format]}"
+        mask_path = root / "mask.png"
+        out = root / f"result{SUFFIX_OF_FORMAT[out_format]}"
+        image_path.write_bytes(image)
+        mask_path.write_bytes(mask)
+        job = InpaintJob(image_path, mask_path, out)
+        result = inpaint_file(model, job, InpaintOptions(file_format=out_format, **options))
+        if not result.ok:
+            raise ApiError(422, result.error.replace(str(root) + "/", ""))
+        notes = [text.replace(str(root) + "/", "") for _, text in result.notes]
+        return out.read_bytes(), result.strategy or "", notes
+
+
+def _convert(image: bytes, image_format: str, out_format: str) -> bytes:
+    """``image`` re-encoded in ``out_format`` (pconv's writer: EXIF/ICC kept where possible)."""
+    import numpy as np
+
+    from pconv_cli.data.images import SUFFIX_OF_FORMAT, load_image, output_image, save_image
+
+    with tempfile.TemporaryDirectory(prefix="pconv-serve-") as folder:
+        root = Path(folder)
+        source = root / f"image{SUFFIX_OF_FORMAT[image_format]}"
+        source.write_bytes(image)
+        loaded = load_image(source)
+        no_hole = np.zeros(loaded.rgb.shape[:2], dtype=bool)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            picture = output_image(loaded, loaded.rgb, no_hole, out_format)
+        out = save_image(root / f"out{SUFFIX_OF_FORMAT[out_format]}", picture, loaded,
+                         file_format=out_format)  # fmt: skip
+        return out.read_bytes()
+
+
+def create_app(
+    *,
+    weights: str | None = None,
+    device: str = "auto",
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> FastAPI:
+    """The app. ``weights``: an extra zoo name or file offered (and the default);
+    ``device``: where models run (``auto``: CUDA, then MPS, then CPU)."""
+    from pconv_cli.devices import resolve_device
+    from pconv_cli.inpainting import STRATEGIES
+
+    store = ModelStore(weights, resolve_device(device))
+    limit = max_upload_mb * 2**20
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pconv-inpaint")
+    queued = 0
+
+    app = FastAPI(
+        title="pconv",
+        version=__version__,
+        description="Paint a mask, inpaint with pconv's models. Mask files: white = hole.",
+    )
+    app.state.store = store
+
+    async def run(function, *args):
+        nonlocal queued
+        queued += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(worker, function, *args)
+        finally:
+            queued -= 1
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        message = f"{where}: {str(first.get('msg', 'invalid')).lower()}"
+        return JSONResponse({"error": message}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": _one_line(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"error": f"internal error: {type(exc).__name__}: {_one_line(str(exc))}"},
+            status_code=500,
+        )
+
+    @app.middleware("http")
+    async def _body_limit(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > 2 * limit + 2**20:
+            return JSONResponse(
+                {"error": f"request larger than the {max_upload_mb} MiB per file upload limit"},
+                status_code=413,
+            )
+        return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    async def _page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/health")
+    async def health() -> dict[str, Any]:
+        """Liveness, version, the inference device and how many requests wait or run."""
+        return {
+            "status": "ok",
+            "version": __version__,
+            "device": str(store.device),
+            "queued": queued,
+        }
+
+    @app.get("/api/models")
+    async def models() -> dict[str, Any]:
+        """The models on offer (zoo entries present here and --weights) and the strategies."""
+        return {"models": store.describe(), "default": store.default, "strategies": STRATEGIES}
+
+    @app.post("/api/inpaint")
+    async def inpaint(
+        image: UploadFile = File(..., description="The photo (PNG, JPEG, WebP, BMP, TIFF)."),
+        mask: UploadFile = File(..., description="The mask: white = hole, the image's size."),
+        model: str = Form("", description="A name from /api/models (empty: the default)."),
+        strategy: str = Form("auto", description="auto, full, crop or resize."),
+        invert_mask: bool = Form(False, description="The mask is black = hole."),
+        format: str = Form("same", description="Output format: same (the image's), png, ..."),
+    ) -> Response:
+        """Fill the mask's holes; known pixels stay byte-identical in lossless formats."""
+        image_bytes = await _read_upload(image, "image", limit)
+        mask_bytes = await _read_upload(mask, "mask", limit)
+        image_format = _image_format(image_bytes, "image", max_pixels)
+        _image_format(mask_bytes, "mask", max_pixels)
+        if strategy not in STRATEGIES:
+            raise ApiError(400, f"strategy {strategy!r}: use {', '.join(STRATEGIES)}")
+        out_format = _output_format(format, image_format)
+        choice = store.resolve(model)
+        options = {"strategy": strategy, "invert_mask": invert_mask}
+
+        def job() -> tuple[bytes, str, list[str]]:
+            return _inpaint(
+                store.model(choice), image_bytes, image_format, mask_bytes, out_format, options
+            )
+
+        data, used, notes = await run(job)
+        from pconv_cli.data.images import SUFFIX_OF_FORMAT
+
+        name = f"{_safe_stem(image.filename)}_inpainted{SUFFIX_OF_FORMAT[out_format]}"
+        headers = {
+            "Content-Disposition": f'inline; filename="{name}"',
+            "X-Pconv-Model": choice.name,
+            "X-Pconv-Strategy": used,
+        }
+        if notes:
+            headers["X-Pconv-Notes"] = " | ".join(notes).encode("ascii", "replace").decode()
+        return Response(data, media_type=_MEDIA_TYPES[out_format], headers=headers)
+
+    @app.post("/api/convert")
+    async def convert(
+        image: UploadFile = File(..., description="An image."),
+        format: str = Form(..., description="png, jpeg, webp, bmp or tiff."),
+    ) -> Response:
+        """The image re-encoded in another format (JPEG/WebP at quality 95)."""
+        data = await _read_upload(image, "image", limit)
+        image_format = _image_format(data, "image", max_pixels)
+        out_format = _output_format(format, image_format)
+        encoded = await run(_convert, data, image_format, out_format)
+        return Response(encoded, media_type=_MEDIA_TYPES[out_format])
+
+    return app
