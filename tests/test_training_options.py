@@ -80,3 +80,21 @@ def test_cosine_schedule_in_a_run(tmp_path):
         assert record["lr"] == pytest.approx(expected)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["hole_ratio"] == "0.05-0.3" and saved["crop_size"] == 48
+
+
+def test_default_model_preset_has_a_recipe_per_stage(tmp_path):
+    from pconv_cli.models import build_model
+    from pconv_cli.weights import save_checkpoint
+
+    base = {"data": str(EXAMPLES), "out": str(tmp_path / "run"), "preset": "default-model"}
+    first = resolve_config(base)
+    assert (first.size, first.crop_size, first.batch, first.lr_schedule) == (128, 160, 8, "cosine")
+    assert first.model["width"] == 0.5 and first.model["layers"] == 7
+    assert (first.masks, first.hole_ratio, first.vgg_weights) == ("mixed", "0.01-0.6", "none")
+    init = save_checkpoint(tmp_path / "w.safetensors", build_model("pconv", layers=3, width=0.125))
+    second = resolve_config({**base, "stage": 2, "init": str(init)})
+    assert (second.size, second.crop_size, second.batch, second.steps) == (256, None, 4, 1500)
+    assert second.lr == 1e-4 and second.freeze_encoder_bn and second.hole_ratio == "0.01-0.6"
+    assert second.model["layers"] == 3  # the model is the init's
+    # the user's options still win over the preset's
+    assert resolve_config({**base, "steps": 7, "lr": 1e-3}).steps == 7

@@ -94,9 +94,10 @@ OPTIONS: tuple[_Option, ...] = (
         rich_help_panel=_PANEL_RUN, **FLAG,
     ), finetune=False),
     _Option("preset", str, _opt(
-        "--preset", panel=_PANEL_RUN, metavar="[demo]",
+        "--preset", panel=_PANEL_RUN, metavar="[demo|default-model]",
         help="demo: a small net, a few minutes on a CPU (PConv U-Net: 128 px, 400 steps, no "
-        "VGG; DeepFillv2: quarter width, 96 px, 400 steps). [default: none]",
+        "VGG; DeepFillv2: quarter width, 96 px, 400 steps); default-model: the recipe of the "
+        "bundled PConv U-Net (then --stage 2 with the same --out). [default: none]",
     ), finetune=False),
     _Option("arch", str, _opt(
         "--arch", panel=_PANEL_MODEL, metavar=_ARCHES,

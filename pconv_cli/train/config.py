@@ -234,6 +234,7 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
             f"unknown preset {preset_name!r} for {family.name}; choose from {known}"
         )
     preset = dict(task.presets.get(preset_name, {})) if preset_name else {}
+    preset.update(preset.pop("stages", {}).get(stage, {}))  # a preset's values for this stage
 
     values: dict[str, Any] = dict(task.stage_defaults[stage])
     preset_model = preset.pop("model", {})

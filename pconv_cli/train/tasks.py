@@ -122,7 +122,8 @@ class Task:
     - ``stage_defaults``: per ``--stage``, option defaults (``lr``, ``steps``, ...);
     - ``init_stages``: stages that need ``--init``; ``finetune_stage``: the stage
       ``pconv finetune`` trains;
-    - ``presets``: ``--preset`` name -> options (``"model"``: model options);
+    - ``presets``: ``--preset`` name -> options (``"model"``: model options;
+      ``"stages"``: stage -> options that stage uses instead);
     - ``loss_weights``: default weight of every named loss term (``--loss-*``).
 
     An instance is built by the loop with the resolved config, the model (built by
@@ -318,6 +319,30 @@ class PConvTask(InpaintingTask):
             "save_every": 200,
             "sample_every": 100,
             "log_every": 10,
+        },
+        # The bundled default model (zoo entry pconv-bsds300): BSDS300's 200 training
+        # photos on 2 CPU cores, no VGG (L1 + TV), holes of 1-60 % in all mask kinds.
+        # Stage 1: 128 px crops at the 0.8 scale of 256 px evaluation images; stage 2
+        # (--stage 2 --out RUN): 256 px, encoder BN frozen.
+        "default-model": {
+            "model": {"layers": 7, "width": 0.5},
+            "size": 128,
+            "crop_size": 160,
+            "masks": "mixed",
+            "hole_ratio": "0.01-0.6",
+            "batch": 8,
+            "steps": 12_000,
+            "lr": 5e-4,
+            "lr_schedule": "cosine",
+            "vgg_weights": "none",
+            "workers": 1,
+            "save_every": 1000,
+            "keep_last": 20,
+            "sample_every": 1000,
+            "log_every": 50,
+            "stages": {
+                2: {"size": 256, "crop_size": None, "batch": 4, "steps": 1500, "lr": 1e-4},
+            },
         },
     }
     loss_weights: ClassVar[Mapping[str, float]] = LossWeights().as_dict()
