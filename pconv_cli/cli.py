@@ -12,7 +12,7 @@ import sys
 import typer
 
 from pconv_cli import __version__
-from pconv_cli.commands._options import MARKUP, Command, Group
+from pconv_cli.commands._options import FLAG, Command, Group, command_group
 from pconv_cli.commands.classify import classify_app
 from pconv_cli.commands.evaluate import evaluate
 from pconv_cli.commands.gen_masks import gen_masks
@@ -48,18 +48,11 @@ class _OneLineErrors(Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-app = typer.Typer(
-    name="pconv",
+app = command_group(
+    "pconv",
+    "Image inpainting with partial convolutions (Liu et al., ECCV 2018).\n\n"
+    "Mask files are white = hole everywhere in pconv (use --invert-mask to flip).",
     cls=_OneLineErrors,
-    help=(
-        "Image inpainting with partial convolutions (Liu et al., ECCV 2018).\n\n"
-        "Mask files are white = hole everywhere in pconv (use --invert-mask to flip)."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-    rich_markup_mode=MARKUP,
 )
 
 
@@ -78,6 +71,7 @@ def _root(
         help="Print the version and exit.",
         callback=_print_version,
         is_eager=True,
+        **FLAG,
     ),
 ) -> None:
     """Image inpainting with partial convolutions."""

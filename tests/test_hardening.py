@@ -249,6 +249,7 @@ def test_14_every_option_has_help_a_default_and_its_choices():
         text = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "220"}).output
         assert "<bool>" not in text, " ".join(path)
     assert checked > 100
+    assert "<bool>" not in CliRunner().invoke(app, ["--help"], env={"COLUMNS": "220"}).output
     text = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "220"}).output
     assert "'path [label]' lines" in text and "[default: 256" in text
     assert "fp32|bf16|fp16" in text and "mmagic|resize" in text

@@ -20,6 +20,7 @@ __all__ = [
     "MARKUP",
     "Command",
     "Group",
+    "command_group",
     "device_value",
     "masks_value",
     "non_negative_float",
@@ -32,6 +33,21 @@ MARKUP = "markdown"
 
 FLAG = {"metavar": ""}
 """Options of boolean flags: no ``<bool>`` placeholder in the help."""
+
+
+def command_group(name: str, help: str, *, cls: type[TyperGroup] | None = None) -> typer.Typer:
+    """A pconv command group (``pconv`` itself, ``pconv weights``, ...): no completion,
+    ``-h``, plain exceptions, markdown help; ``cls`` defaults to :class:`Group`."""
+    return typer.Typer(
+        cls=cls or Group,
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        pretty_exceptions_enable=False,
+        rich_markup_mode=MARKUP,
+    )
 
 
 class _HelpFlagWithoutPlaceholder:

@@ -13,17 +13,11 @@ from typing import Literal
 
 import typer
 
-from pconv_cli.commands._options import FLAG, MARKUP, Command, Group
+from pconv_cli.commands._options import FLAG, Command, command_group
 
-classify_app = typer.Typer(
-    cls=Group,
-    name="classify",
-    help="Train and score image classifiers, e.g. pd_resnet50 (partial-convolution padding).",
-    no_args_is_help=True,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-    rich_markup_mode=MARKUP,
+classify_app = command_group(
+    "classify",
+    "Train and score image classifiers, e.g. pd_resnet50 (partial-convolution padding).",
 )
 
 _PANEL_OPT = "Optimisation"

@@ -9,17 +9,11 @@ from pathlib import Path
 
 import typer
 
-from pconv_cli.commands._options import FLAG, MARKUP, Command, Group
+from pconv_cli.commands._options import FLAG, Command, command_group
 
-weights_app = typer.Typer(
-    cls=Group,
-    name="weights",
-    help="Published weights: list the zoo, download for offline use, convert to pconv.",
-    no_args_is_help=True,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-    rich_markup_mode=MARKUP,
+weights_app = command_group(
+    "weights",
+    "Published weights: list the zoo, download for offline use, convert to pconv.",
 )
 
 

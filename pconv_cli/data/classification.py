@@ -20,12 +20,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pconv_cli.data.datasets import DataError
-from pconv_cli.data.images import ImageError, find_images, open_rgb
+from pconv_cli.data.datasets import DataError, open_readable
+from pconv_cli.data.images import find_images
 
 __all__ = ["ImageFolderDataset", "collate_labelled", "find_classes", "random_resized_crop"]
-
-_MAX_SKIPS = 16
 
 
 def find_classes(root: str | os.PathLike[str]) -> list[str]:
@@ -93,6 +91,7 @@ class ImageFolderDataset(Dataset):
         ]
         if not self.samples:
             raise DataError(f"{self.root} holds no images in class folders (ROOT/<class>/<image>)")
+        self.paths = [path for path, _ in self.samples]
         self.size, self.train, self.seed = size, train, seed
 
     def __len__(self) -> int:
@@ -119,17 +118,8 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, position = (key, key) if isinstance(key, int) else key
-        skipped: list[str] = []
-        for attempt in range(min(_MAX_SKIPS, len(self.samples))):
-            path, label = self.samples[(index + attempt) % len(self.samples)]
-            try:
-                image = open_rgb(path)
-            except ImageError:
-                skipped.append(str(path))
-                continue
-            break
-        else:
-            raise DataError(f"{len(skipped)} images in a row are unreadable, from {skipped[0]}")
+        found, image, skipped = open_readable(self.paths, index)
+        path, label = self.samples[found]
         array = np.asarray(self._transform(image, position), dtype=np.float32) / 255.0
         return {
             "image": torch.from_numpy(array).permute(2, 0, 1).contiguous(),

@@ -34,6 +34,7 @@ __all__ = [
     "InpaintingDataset",
     "MaskSource",
     "collate",
+    "open_readable",
     "read_file_list",
     "resolve_images",
 ]
@@ -177,6 +178,20 @@ class MaskSource:
         return np.ascontiguousarray(hole)
 
 
+def open_readable(paths: Sequence[Path], index: int) -> tuple[int, Image.Image, list[str]]:
+    """The first readable image from ``paths[index]`` on (wrapping around), as RGB:
+    ``(its index, the image, the unreadable paths stepped over)``; a DataError after
+    :data:`_MAX_SKIPS` unreadable files in a row."""
+    skipped: list[str] = []
+    for attempt in range(min(_MAX_SKIPS, len(paths))):
+        found = (index + attempt) % len(paths)
+        try:
+            return found, open_rgb(paths[found]), skipped
+        except ImageError:
+            skipped.append(str(paths[found]))
+    raise DataError(f"{len(skipped)} images in a row are unreadable, starting at {skipped[0]}")
+
+
 # -- dataset -----------------------------------------------------------------------------
 
 
@@ -237,19 +252,8 @@ class InpaintingDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, position = (key, key) if isinstance(key, int) else key
         rng = np.random.default_rng([self.seed, position])
-        skipped: list[str] = []
-        for attempt in range(min(_MAX_SKIPS, len(self.paths))):
-            path = self.paths[(index + attempt) % len(self.paths)]
-            try:
-                image = open_rgb(path)
-            except ImageError:
-                skipped.append(str(path))
-                continue
-            break
-        else:
-            raise DataError(
-                f"{len(skipped)} images in a row are unreadable, starting at {skipped[0]}"
-            )
+        found, image, skipped = open_readable(self.paths, index)
+        path = self.paths[found]
         image = _crop_and_resize(
             image, rng, size=self.size, mode=self.crop, crop_size=self.crop_size
         )
