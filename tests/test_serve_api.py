@@ -156,7 +156,18 @@ def test_upload_limits(client):
     _error(_post(client, bomb.getvalue(), _png(np.zeros((8, 8), np.uint8))), 413, "MP")
 
 
-def test_serve_command_errors(tmp_path, monkeypatch):
+def test_serve_command_errors(tmp_path, monkeypatch, tiny):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            cli_app, ["serve", "--port", str(port), "--weights", str(tiny), "--device", "cpu"]
+        )
+    assert result.exit_code == 1 and "already in use" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
     result = CliRunner().invoke(cli_app, ["serve", "--weights", str(tmp_path / "none.safetensors")])
     assert result.exit_code == 1 and "not found" in result.output
     assert "Traceback" not in result.output

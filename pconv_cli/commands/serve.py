@@ -13,6 +13,24 @@ from pconv_cli.commands._options import DEVICE_METAVAR, device_value
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+def _bind_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (None: it can), checked before starting."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return f"unknown address ({exc.strerror or exc})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 def serve(
     host: str = typer.Option(
         "127.0.0.1",
@@ -80,6 +98,10 @@ def serve(
     except (DeviceError, WeightsError) as exc:
         console.print(f"[red]Error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
+    problem = _bind_problem(host, port)
+    if problem:
+        console.print(f"[red]Error:[/] cannot listen on {escape(host)}:{port}: {escape(problem)}")
+        raise typer.Exit(1)
     if host not in _LOCAL_HOSTS:
         console.print(
             f"[yellow]warning:[/] listening on {escape(host)}: anyone who can reach this "
@@ -109,8 +131,8 @@ def serve(
     server.startup = startup  # type: ignore[method-assign]
     try:
         server.run()
-    except OSError as exc:  # e.g. the port is taken
-        console.print(f"[red]Error:[/] cannot listen on {escape(host)}:{port}: {exc}")
+    except (OSError, SystemExit) as exc:  # uvicorn exits when it cannot bind after all
+        console.print(f"[red]Error:[/] cannot listen on {escape(host)}:{port} ({exc})")
         raise typer.Exit(1) from None
     if not server.started:
         console.print(f"[red]Error:[/] cannot listen on {escape(host)}:{port}")
