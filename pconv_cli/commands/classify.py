@@ -13,7 +13,13 @@ from typing import Literal
 
 import typer
 
-from pconv_cli.commands._options import FLAG, Command, command_group
+from pconv_cli.commands._options import (
+    DEVICE_METAVAR,
+    FLAG,
+    Command,
+    command_group,
+    device_value,
+)
 
 classify_app = command_group(
     "classify",
@@ -51,9 +57,12 @@ def train_command(
         "weights, NVIDIA's recommended start for pd_ models) or a weights file. [default: none]",
     ),
     num_classes: int = typer.Option(
-        None, "--num-classes", min=1, help="[default: the number of class folders]"
+        None,
+        "--num-classes",
+        min=1,
+        help="Classes of the output layer. [default: the number of class folders]",
     ),
-    epochs: int = typer.Option(None, "--epochs", min=1, help="[default: 90]"),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Passes over train/. [default: 90]"),
     batch: int = typer.Option(
         None,
         "--batch",
@@ -65,10 +74,13 @@ def train_command(
         None, "--lr", help="SGD learning rate. [default: 0.1]", rich_help_panel=_PANEL_OPT
     ),
     momentum: float = typer.Option(
-        None, "--momentum", help="[default: 0.9]", rich_help_panel=_PANEL_OPT
+        None, "--momentum", help="SGD momentum. [default: 0.9]", rich_help_panel=_PANEL_OPT
     ),
     weight_decay: float = typer.Option(
-        None, "--weight-decay", help="[default: 1e-4]", rich_help_panel=_PANEL_OPT
+        None,
+        "--weight-decay",
+        help="SGD weight decay (L2). [default: 1e-4]",
+        rich_help_panel=_PANEL_OPT,
     ),
     lr_step: int = typer.Option(
         None,
@@ -91,12 +103,22 @@ def train_command(
     workers: int = typer.Option(
         None, "--workers", min=0, help="Data loader processes. [default: 4]"
     ),
-    seed: int = typer.Option(None, "--seed", min=0, help="[default: 0]"),
-    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps. [default: auto]"),
+    seed: int = typer.Option(
+        None, "--seed", min=0, help="Seed of the weights and of every crop and flip. [default: 0]"
+    ),
+    device: str = typer.Option(
+        None,
+        "--device",
+        metavar=DEVICE_METAVAR,
+        callback=device_value,
+        help="Where to train (auto: CUDA, then MPS, then CPU). [default: auto]",
+    ),
     keep_last: int = typer.Option(
         None, "--keep-last", min=1, help="Checkpoints kept. [default: 3]"
     ),
-    log_every: int = typer.Option(None, "--log-every", min=1, help="[default: 10]"),
+    log_every: int = typer.Option(
+        None, "--log-every", min=1, help="Steps between log records. [default: 10]"
+    ),
     gpus: int = typer.Option(
         None,
         "--gpus",
@@ -206,7 +228,13 @@ def eval_command(
         None, "--size", min=16, help="Crop size. [default: the training size]"
     ),
     batch: int = typer.Option(64, "--batch", min=1, help="Images per batch."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        metavar=DEVICE_METAVAR,
+        callback=device_value,
+        help="Where to run (auto: CUDA, then MPS, then CPU).",
+    ),
     workers: int = typer.Option(0, "--workers", min=0, help="Data loader processes."),
     json_out: Path = typer.Option(
         None, "--json", help="Write the scores and the confusion matrix as JSON. [default: none]"

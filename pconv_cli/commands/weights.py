@@ -86,7 +86,7 @@ def list_command() -> None:
 
 @weights_app.command("download", cls=Command)
 def download_command(
-    names: list[str] = typer.Argument(None, metavar="[NAME]...", help="[default: all]"),
+    names: list[str] = typer.Argument(None, metavar="[NAME]...", help="Zoo names. [default: all]"),
 ) -> None:
     """Download published weights into torch.hub's cache (for offline use later)."""
     from rich.markup import escape
