@@ -2,9 +2,10 @@
 chromedriver and Selenium; ``.ci/run`` installs them).
 
 The test starts the server on a free local port, opens the page, loads a photo, paints
-a stroke with mouse events, inpaints, downloads the result and checks that it differs
-from the photo only under the stroke. The browser may resolve no host but 127.0.0.1.
-With ``PCONV_SCREENSHOT=PATH`` the page's screenshot (the README's) is also saved there.
+a stroke with mouse events, inpaints with the bundled default model, downloads the
+result and checks that it differs from the photo only under the stroke. The browser
+may resolve no host but 127.0.0.1. With ``PCONV_SCREENSHOT=PATH`` the page's screenshot
+(the README's) is also saved there.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
+from pconv_cli.weights import DEFAULT_WEIGHTS
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -50,19 +53,11 @@ def _get(url: str) -> dict:
 
 @pytest.fixture
 def server(tmp_path):
-    import torch
-
-    from pconv_cli.models import build_model
-    from pconv_cli.weights import save_checkpoint
-
-    torch.manual_seed(0)
-    weights = save_checkpoint(
-        tmp_path / "tiny.safetensors", build_model("pconv", layers=4, width=0.125), size=64
-    )
+    """``pconv serve`` as a user starts it: no --weights, so the bundled default model."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "pconv_cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--weights", str(weights), "--device", "cpu"],
+         "--device", "cpu"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -140,6 +135,7 @@ def test_paint_inpaint_download_in_a_real_browser(server, browser, tmp_path):
 
     driver.get(server + "/")
     _wait(driver, lambda d: d.find_element(By.ID, "model").get_attribute("value"), 30, "models")
+    assert driver.find_element(By.ID, "model").get_attribute("value") == DEFAULT_WEIGHTS
     picker = driver.find_element(By.ID, "file")
     driver.execute_script("arguments[0].hidden = false", picker)
     picker.send_keys(str(photo))

@@ -93,8 +93,12 @@ def test_default_model_preset_has_a_recipe_per_stage(tmp_path):
     assert (first.masks, first.hole_ratio, first.vgg_weights) == ("mixed", "0.01-0.6", "none")
     init = save_checkpoint(tmp_path / "w.safetensors", build_model("pconv", layers=3, width=0.125))
     second = resolve_config({**base, "stage": 2, "init": str(init)})
-    assert (second.size, second.crop_size, second.batch, second.steps) == (256, None, 4, 1500)
+    assert (second.size, second.crop_size, second.batch, second.steps) == (256, None, 4, 800)
     assert second.lr == 1e-4 and second.freeze_encoder_bn and second.hole_ratio == "0.01-0.6"
+    assert first.loss_weights["tv"] == 0.1 and second.loss_weights["tv"] == 6.0
+    assert second.loss_weights["hole"] == 6.0  # the preset changes one term, not the others
+    mine = resolve_config({**base, "stage": 2, "init": str(init), "loss_weights": {"tv": 2.0}})
+    assert mine.loss_weights["tv"] == 2.0  # a user's --loss-tv beats the preset's
     assert second.model["layers"] == 3  # the model is the init's
     # the user's options still win over the preset's
     assert resolve_config({**base, "steps": 7, "lr": 1e-3}).steps == 7

@@ -71,11 +71,13 @@ class _FakeDownload:
 def test_registry_entries_carry_their_metadata():
     names = [e.name for e in W.list_weights()]
     assert names == [
-        "mmagic-places", "mmagic-celeba", "naoto0804-places2",
+        "pconv-bsds300", "mmagic-places", "mmagic-celeba", "naoto0804-places2",
         "mmagic-deepfillv2-places", "mmagic-deepfillv2-celeba",
     ]  # fmt: skip
     for entry in W.list_weights():
         assert entry.source_format in W.list_converters()
+        if entry.bundled:  # pconv's own (tests/test_default_model.py)
+            continue
         assert entry.train_size == 256 and entry.url.endswith(entry.filename)
         assert entry.config["normalization"] == entry.normalization  # what the converter gives
         if entry.family == "pconv_unet":

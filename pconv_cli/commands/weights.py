@@ -5,6 +5,7 @@ torch is imported inside the commands only.
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 import typer
@@ -124,6 +125,13 @@ def convert_command(
         "back to float32. [default: off, as read]",
         **FLAG,
     ),
+    keep_float32: list[str] = typer.Option(
+        None,
+        "--keep-float32",
+        metavar="GLOB",
+        help="With --half: tensors whose names match this glob stay float32 (repeatable), "
+        "e.g. 'encoder.enc1.*'. [default: none]",
+    ),
 ) -> None:
     """Convert weights (MMagic, naoto0804, ...) into a pconv safetensors checkpoint."""
     from rich.markup import escape
@@ -136,6 +144,9 @@ def convert_command(
     )
 
     console = _console()
+    if keep_float32 and not half:
+        _console(stderr=True).print("[red]Error:[/] --keep-float32 needs --half")
+        raise typer.Exit(2)
     try:
         weights = open_weights(source)
         model_from_weights(weights)  # the file must build a working model
@@ -144,11 +155,24 @@ def convert_command(
         raise typer.Exit(1) from None
     meta = weights.metadata
     extra = {"original_format": weights.source_format}
-    extra.update({k: meta[k] for k in ("name",) if k in meta})
+    extra.update({k: meta[k] for k in ("name", "size") if k in meta})
     state = weights.state
     if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        extra["stored_as"] = "float16"
+        kept = [
+            k for k in state if any(fnmatch.fnmatchcase(k, glob) for glob in keep_float32 or [])
+        ]
+        unmatched = [
+            g for g in keep_float32 or [] if not any(fnmatch.fnmatchcase(k, g) for k in state)
+        ]
+        if unmatched:
+            _console(stderr=True).print(
+                f"[red]Error:[/] --keep-float32 {escape(unmatched[0])!r} matches no tensor"
+            )
+            raise typer.Exit(2)
+        state = {
+            k: v.half() if v.is_floating_point() and k not in kept else v for k, v in state.items()
+        }
+        extra["stored_as"] = "float16" + (f" ({len(kept)} tensors float32)" if kept else "")
     write_checkpoint(
         out,
         state,

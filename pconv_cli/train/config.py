@@ -265,7 +265,9 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
     for key in ("data", "data_root", "masks", "vgg_weights", "init", "pretrained"):
         if values.get(key):
             values[key] = _absolute(values[key])
-    values["loss_weights"] = task.resolve_loss_weights(overrides.get("loss_weights"))
+    values["loss_weights"] = task.resolve_loss_weights(
+        {**preset.get("loss_weights", {}), **(overrides.get("loss_weights") or {})}
+    )  # the task's < the preset's < the user's, term by term
 
     if init_weights is not None:
         values["init_from"] = "init"

@@ -323,7 +323,7 @@ class PConvTask(InpaintingTask):
         # The bundled default model (zoo entry pconv-bsds300): BSDS300's 200 training
         # photos on 2 CPU cores, no VGG (L1 + TV), holes of 1-60 % in all mask kinds.
         # Stage 1: 128 px crops at the 0.8 scale of 256 px evaluation images; stage 2
-        # (--stage 2 --out RUN): 256 px, encoder BN frozen.
+        # (--stage 2 --out RUN): 256 px (the same scale), encoder BN frozen, TV weight 6.
         "default-model": {
             "model": {"layers": 7, "width": 0.5},
             "size": 128,
@@ -331,17 +331,24 @@ class PConvTask(InpaintingTask):
             "masks": "mixed",
             "hole_ratio": "0.01-0.6",
             "batch": 8,
-            "steps": 12_000,
+            "steps": 7_000,
             "lr": 5e-4,
             "lr_schedule": "cosine",
             "vgg_weights": "none",
             "workers": 1,
-            "save_every": 1000,
+            "save_every": 500,
             "keep_last": 20,
             "sample_every": 1000,
             "log_every": 50,
             "stages": {
-                2: {"size": 256, "crop_size": None, "batch": 4, "steps": 1500, "lr": 1e-4},
+                2: {
+                    "size": 256,
+                    "crop_size": None,
+                    "batch": 4,
+                    "steps": 800,
+                    "lr": 1e-4,
+                    "loss_weights": {"tv": 6.0},  # smoother fills: higher SSIM, PSNR kept
+                },
             },
         },
     }

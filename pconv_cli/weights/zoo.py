@@ -16,7 +16,7 @@ from pconv_cli.weights.errors import WeightsError
 
 __all__ = ["DEFAULT_WEIGHTS", "ZOO", "WeightsEntry", "get_weights", "list_weights"]
 
-DEFAULT_WEIGHTS = "mmagic-places"
+DEFAULT_WEIGHTS = "pconv-bsds300"
 """The zoo entry ``pconv inpaint`` (and ``pconv eval`` without a source) uses by default."""
 
 
@@ -84,8 +84,39 @@ _DEEPFILLV2 = {"width": 1.0, "normalization": "minus_one_one"}
 _PCONV_L7 = {"layers": 7, "width": 1.0, "upsampling": "nearest", "normalization": "minus_one_one"}
 
 
+_BSDS300_RECIPE = (
+    "pconv train --preset default-model --data BSDS300/train --out RUN; "
+    "pconv train --preset default-model --stage 2 --data BSDS300/train --out RUN; "
+    "pconv weights convert RUN/stage2/last.safetensors -o pconv-bsds300.safetensors --half "
+    "--keep-float32 'encoder.enc[1-3].*' --keep-float32 'decoder.dec[1-3].*'"
+)
+
+
 def _entries() -> list[WeightsEntry]:
     return [
+        WeightsEntry(
+            name="pconv-bsds300",
+            url="",
+            sha256_prefix="654c93e0a3303b5b41141ac32fccdcb496f044d2b5cc3a074756fe7abfd99ab4",
+            source_format="pconv",
+            family="pconv_unet",
+            config={**_PCONV_L7, "width": 0.5},
+            dataset="BSDS300 train (200 photos)",
+            description=(
+                "pconv's bundled default: a half-width 7-level PConv U-Net (6.4 M parameters) "
+                "trained by pconv on 2 CPU cores with L1 + TV (no VGG), holes of 1-60 %; "
+                "stored in float16 (the outer three levels float32), run in float32"
+            ),
+            metrics={"bsds300-val": {}},  # METRICS
+            license="MIT (pconv); trained on BSDS300 images (research use)",
+            citation=(
+                f"{_PCONV_PAPER}; Martin, Fowlkes, Tal, Malik: A Database of Human Segmented "
+                "Natural Images, ICCV 2001 (BSDS300)"
+            ),
+            bundled="pconv-bsds300.safetensors",
+            recipe=_BSDS300_RECIPE,
+            data_sha256="9f802b69989734b71fc5ff724dfab81a9811216606704b63416aa1b4deb702a8",
+        ),
         WeightsEntry(
             name="mmagic-places",
             url=_MMAGIC_PCONV + "pconv_256x256_stage2_4x2_places_20200619-1ffed0e8.pth",
