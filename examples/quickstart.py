@@ -3,11 +3,10 @@
     python examples/quickstart.py [--out runs/quickstart]
 
 Loads ``examples/images/chelsea.jpg`` (any size works: the net pads internally),
-punches free-form holes into it, runs the 7-level PConv U-Net (MMagic's 256x256
-architecture) and writes input | mask | raw output | composite to OUT. The
-weights are freshly initialised, so the hole content is not a real inpainting
-yet; what the run shows is the API, the mask convention and that known pixels
-come through the composite bit for bit.
+punches free-form holes into it, runs the bundled default model (``pconv-bsds300``,
+a half-width 7-level PConv U-Net; no download) and writes input | mask | raw output |
+composite to OUT. It shows the API, the mask convention and that known pixels come
+through the composite bit for bit.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ def main() -> None:
     import torch
 
     from pconv_cli.models import composite
-    from pconv_cli.models.pconv_unet import PConvUNet
+    from pconv_cli.weights import DEFAULT_WEIGHTS, load_model
 
     photo = np.asarray(Image.open(args.image).convert("RGB"), dtype=np.float32) / 255.0
     height, width = photo.shape[:2]
@@ -52,8 +51,7 @@ def main() -> None:
     image = torch.from_numpy(photo).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) in [0, 1]
     mask = torch.from_numpy(~hole).float()[None, None]  # (1, 1, H, W), 1 = valid, 0 = hole
 
-    torch.manual_seed(0)
-    model = PConvUNet(layers=7).eval()
+    model = load_model(DEFAULT_WEIGHTS, device="cpu")  # eval mode, float32
     start = time.perf_counter()
     with torch.inference_mode():
         output = model(image, mask)
@@ -81,8 +79,8 @@ def main() -> None:
     Image.fromarray((hole * 255).astype(np.uint8)).save(args.out / "mask.png")
     params = sum(p.numel() for p in model.parameters())
     print(
-        f"{args.image.name} {width}x{height}, hole {hole.mean():.1%}: PConvUNet(layers=7, "
-        f"{params:,} parameters) forward in {elapsed:.2f} s -> {args.out / 'quickstart.png'}"
+        f"{args.image.name} {width}x{height}, hole {hole.mean():.1%}: {DEFAULT_WEIGHTS} "
+        f"({params:,} parameters) forward in {elapsed:.2f} s -> {args.out / 'quickstart.png'}"
     )
 
 

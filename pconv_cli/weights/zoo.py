@@ -107,7 +107,7 @@ def _entries() -> list[WeightsEntry]:
                 "trained by pconv on 2 CPU cores with L1 + TV (no VGG), holes of 1-60 %; "
                 "stored in float16 (the outer three levels float32), run in float32"
             ),
-            metrics={"bsds300-val": {}},  # METRICS
+            metrics={"bsds300-val": {"l1": 9.430, "psnr": 23.70, "ssim": 0.8007}},  # README's table
             license="MIT (pconv); trained on BSDS300 images (research use)",
             citation=(
                 f"{_PCONV_PAPER}; Martin, Fowlkes, Tal, Malik: A Database of Human Segmented "
