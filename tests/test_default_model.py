@@ -153,3 +153,47 @@ def test_weights_list_marks_the_default():
     assert f"{DEFAULT_WEIGHTS}" in result.output and "(default)" in result.output
     assert "bundled" in result.output
     assert "mmagic-places gives the best quality" in result.output
+
+
+def test_keep_float32_keeps_the_matching_tensors(tmp_path):
+    from safetensors import safe_open
+
+    model = build_model("pconv", layers=3, width=0.125)
+    full = save_checkpoint(tmp_path / "full.safetensors", model, size=64)
+    out = tmp_path / "mixed.safetensors"
+    runner = CliRunner()
+    result = runner.invoke(app, [
+        "weights", "convert", str(full), "-o", str(out), "--half",
+        "--keep-float32", "encoder.enc1.*", "--keep-float32", "decoder.dec1.conv.*",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with safe_open(out, "pt") as handle:
+        names = handle.keys()  # a safetensors handle is not iterable
+        dtypes = {key: handle.get_tensor(key).dtype for key in names}
+        assert handle.metadata()["size"] == "64"  # the training size travels along
+    for key, dtype in dtypes.items():
+        if not dtype.is_floating_point:
+            continue
+        keep = key.startswith("encoder.enc1.") or key.startswith("decoder.dec1.conv.")
+        assert dtype == (torch.float32 if keep else torch.float16), key
+    assert {k for k, d in dtypes.items() if d == torch.float32} >= {"encoder.enc1.conv.weight"}
+    # mistakes are one-line errors, and nothing is written
+    for extra, message in (
+        (["--half", "--keep-float32", "encoder.nope*"], "matches no tensor"),
+        (["--keep-float32", "encoder.enc1.*"], "needs --half"),
+    ):
+        bad = tmp_path / "bad.safetensors"
+        result = runner.invoke(app, ["weights", "convert", str(full), "-o", str(bad), *extra])
+        assert result.exit_code == 2 and message in result.output and not bad.exists()
+
+
+def test_the_bundled_file_is_float16_but_its_outer_levels():
+    from safetensors import safe_open
+
+    with safe_open(cached_weights_path(ENTRY), "pt") as handle:
+        names = handle.keys()
+        convs = {key: handle.get_tensor(key).dtype for key in names if key.endswith("conv.weight")}
+    assert len(convs) == 14
+    for key, dtype in convs.items():
+        level = int(key.split(".")[1][3:])  # encoder.enc3.conv.weight -> 3
+        assert dtype == (torch.float32 if level <= 3 else torch.float16), key
