@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
+pytest.importorskip("httpx2")  # what starlette's TestClient uses (the dev extra)
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
