@@ -17,7 +17,8 @@ from pconv_cli.weights.errors import WeightsError
 __all__ = ["DEFAULT_WEIGHTS", "ZOO", "WeightsEntry", "get_weights", "list_weights"]
 
 DEFAULT_WEIGHTS = "pconv-bsds300"
-"""The zoo entry ``pconv inpaint`` (and ``pconv eval`` without a source) uses by default."""
+"""The zoo entry ``pconv inpaint``, ``pconv serve`` and ``pconv eval`` (without a source) use:
+bundled in the package, so it works offline."""
 
 
 @dataclass(frozen=True)
