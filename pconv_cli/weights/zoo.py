@@ -14,7 +14,14 @@ from typing import Any
 
 from pconv_cli.weights.errors import WeightsError
 
-__all__ = ["DEFAULT_WEIGHTS", "ZOO", "WeightsEntry", "get_weights", "list_weights"]
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "ZOO",
+    "WeightsEntry",
+    "get_weights",
+    "list_weights",
+    "register_weights",
+]
 
 DEFAULT_WEIGHTS = "pconv-bsds300"
 """The zoo entry ``pconv inpaint``, ``pconv serve`` and ``pconv eval`` (without a source) use:
@@ -206,7 +213,14 @@ def _entries() -> list[WeightsEntry]:
 
 
 ZOO: dict[str, WeightsEntry] = {entry.name: entry for entry in _entries()}
-"""Published weights by name; see :func:`get_weights`. Other modules may add entries."""
+"""Published weights by name; see :func:`get_weights`. Families add theirs with
+:func:`register_weights`."""
+
+
+def register_weights(*entries: WeightsEntry) -> None:
+    """Add (or replace) zoo entries; a family's package calls this for its published weights."""
+    for entry in entries:
+        ZOO[entry.name] = entry
 
 
 def list_weights() -> list[WeightsEntry]:
