@@ -1,5 +1,7 @@
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -121,20 +123,23 @@ def test_exact_resume(tmp_path):
 
 
 class _InterruptAt(TrainCallbacks):
+    """Sends this process SIGINT (Ctrl-C) once step ``step`` is done."""
+
     def __init__(self, step):
         self.step = step
 
     def on_step(self, step, loss):
         if step == self.step:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_ctrl_c_saves_and_resume_matches_straight_run(tmp_path):
     train(_config(tmp_path / "straight", steps=12, save_every=100))
-    with pytest.raises(TrainingInterrupted) as info:
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGINT at step 8") as info:
         train(_config(tmp_path / "cut", steps=12, save_every=100), _InterruptAt(7))
-    assert info.value.step == 7
-    assert (tmp_path / "cut" / "checkpoints" / "step-00000007.state.pt").is_file()
+    # the signal came after step 7: the step under way (8) completes on every rank, then a save
+    assert info.value.step == 8
+    assert (tmp_path / "cut" / "checkpoints" / "step-00000008.state.pt").is_file()
     train(resolve_config({"out": str(tmp_path / "cut")}, resume=True))
     _assert_same_weights(_weights(tmp_path / "straight"), _weights(tmp_path / "cut"))
 
@@ -153,8 +158,9 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
         return real_save(path, tensors, metadata)
 
     monkeypatch.setattr(checkpoint, "write_safetensors", dying_save)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(TrainingInterrupted, match="nothing saved") as info:
         train(_config(tmp_path / "run", steps=10, save_every=5))
+    assert info.value.checkpoint is None
     monkeypatch.setattr(checkpoint, "write_safetensors", real_save)
     run = tmp_path / "run"
     leftovers = [p.name for p in run.rglob("*.tmp")]
