@@ -233,3 +233,40 @@ def test_what_data_loader_processes_receive_pickles(tmp_path: Path, arch: str):
     restored = pickle.loads(pickle.dumps(dataset))
     batch = pickle.loads(pickle.dumps(task.collate))([restored[(0, 0)], restored[(0, 1)]])
     assert len(batch) > 0
+
+
+def test_killed_launcher_leaves_no_rank_training(tmp_path: Path):
+    """SIGKILL to the launcher (no chance to clean up): its ranks learn from the kernel that
+    their parent died, stop at a step boundary, save, and exit; the session empties."""
+    args = ["pconv", "train", "--out", "run", *TINY[:-6], "--steps", "10000", "--log-every", "1",
+            "--nproc", "2", "--data", str(REPO / "examples" / "images")]  # fmt: skip
+    process = _start(args, tmp_path)
+    while _logged_step(tmp_path / "run") < 2:
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.1)
+    process.kill()
+    process.communicate(timeout=60)
+    deadline = time.monotonic() + 120
+    while session_processes(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert session_processes(process.pid) == []
+    assert list((tmp_path / "run" / "checkpoints").glob("step-*.state.pt"))
+
+
+def test_one_run_per_out_folder(tmp_path: Path):
+    """A second run on the same --out fails at once with one line; the first finishes."""
+    args = ["pconv", "train", "--out", "run", *TINY[:-6], "--steps", "10000", "--log-every", "1",
+            "--data", str(REPO / "examples" / "images")]  # fmt: skip
+    first = _start(args, tmp_path)
+    while _logged_step(tmp_path / "run") < 1:
+        assert first.poll() is None, first.communicate()[1][-2000:]
+        time.sleep(0.1)
+    second = _start([*args[:-6], "--steps", "3", "--data", str(REPO / "examples" / "images")],
+                    tmp_path)  # fmt: skip
+    _, stderr = second.communicate(timeout=300)
+    assert second.returncode == 1
+    assert f"is being written by another pconv run (pid {first.pid})" in stderr
+    assert len([line for line in stderr.splitlines() if line.startswith("Error")]) == 1
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=300)
+    assert first.returncode == 130

@@ -309,3 +309,41 @@ def test_finetune_from_an_mmagic_checkpoint(tmp_path):
     assert torch.equal(before["encoder.enc3.bn.running_var"], after["encoder.enc3.bn.running_var"])
     assert torch.equal(before["encoder.enc2.bn.weight"], after["encoder.enc2.bn.weight"])
     assert not torch.equal(before["decoder.dec1.conv.weight"], after["decoder.dec1.conv.weight"])
+
+
+def test_full_disk_during_a_save_is_one_error_and_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch
+):
+    from pconv_cli.train import run_dir
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def full_disk(obj, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the state file of step 10 (step 5's was the first)
+            Path(path).write_bytes(b"partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter "
+                               "failed writing file data/0: file write failed")  # fmt: skip
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(run_dir.torch, "save", full_disk)
+    with pytest.raises(TrainingError, match=r"cannot save the checkpoint of step 10 .*"
+                       r"file write failed; step 5 is intact$"):  # fmt: skip
+        train(_config(tmp_path / "run", steps=10, save_every=5))
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-00000005.safetensors", "step-00000005.state.pt"
+    ]
+    assert read_checkpoint(run / "last.safetensors").metadata["step"] == "5"
+
+
+def test_stale_temporaries_of_a_killed_save_go_on_the_next_start(tmp_path):
+    train(_config(tmp_path / "run", steps=4, save_every=2))
+    stale = tmp_path / "run" / "checkpoints" / ".step-00000006.safetensors.k3j2h1.tmp"
+    stale.write_bytes(b"x" * 1000)
+    foreign = tmp_path / "run" / "checkpoints" / "notes.tmp"  # not of pconv's naming: kept
+    foreign.write_text("mine")
+    train(resolve_config({"out": str(tmp_path / "run"), "steps": 6}, resume=True))
+    assert not stale.exists()
+    assert foreign.read_text() == "mine"
