@@ -270,3 +270,31 @@ def test_one_run_per_out_folder(tmp_path: Path):
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=300)
     assert first.returncode == 130
+
+
+def test_deepfill_and_classify_train_on_two_processes_with_default_workers(tmp_path: Path):
+    """Every family's task under the launcher with the default --workers (not 0)."""
+    from PIL import Image
+
+    deepfill = ["pconv", "train", "--arch", "deepfillv2", "--preset", "demo", "--device", "cpu",
+                "--nproc", "2", "--steps", "2", "--size", "64", "--out", "df",
+                "--data", str(REPO / "examples" / "images")]  # fmt: skip
+    data = tmp_path / "crops"
+    for split in ("train", "val"):
+        for k, label in enumerate(("a", "b")):
+            (data / split / label).mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (40, 40), (60 * k + i, 20, 200 - 60 * k)).save(
+                    data / split / label / f"{i}.png"
+                )
+    classify = ["pconv", "classify", "train", "--arch", "pd_resnet18", "--preset", "demo",
+                "--device", "cpu", "--nproc", "2", "--epochs", "1", "--data", str(data),
+                "--out", "cls"]  # fmt: skip
+    for args in (deepfill, classify):
+        process = _start(args, tmp_path)
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-2000:]
+        assert "Traceback" not in stderr
+        _assert_session_empty(process.pid)
+    assert (tmp_path / "df" / "last.safetensors").is_file()
+    assert (tmp_path / "cls" / "last.safetensors").is_file()
