@@ -134,8 +134,9 @@ def bench_training(repeats: int) -> None:
     import torch
 
     from pconv_cli.models import build_model
+    from pconv_cli.models.deepfillv2.task import DeepFillTask
     from pconv_cli.train.config import TrainConfig
-    from pconv_cli.train.tasks import DeepFillTask, StepContext
+    from pconv_cli.train.tasks import StepContext
 
     torch.manual_seed(0)
     model = build_model("deepfillv2")

@@ -36,7 +36,7 @@ PHOTO = ROOT / "examples" / "images" / "astronaut.jpg"
 
 BASELINE = """
 import sys, torch{extra}
-from pconv_cli.models.unet import UNet
+from pconv_cli.models.pconv.unet import UNet
 torch.set_num_threads({threads})
 net = UNet(layers=7).eval()
 x = torch.rand(1, 3, 512, 512)

@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.dense_pconv import DensePConvUNet
-from pconv_cli.models.pconv_unet import PConvUNet, encoder_channels
-from pconv_cli.models.unet import UNet
+from pconv_cli.models.pconv.pconv_unet import PConvUNet, encoder_channels
+from pconv_cli.models.pconv.unet import UNet
 
 
 def make_inputs(batch: int, size: int, seed: int = 0):

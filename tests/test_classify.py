@@ -151,7 +151,7 @@ def test_building_from_a_plain_resnet18_file_with_another_head(tmp_path):
 
 
 def test_torchvision_weights_offline_say_where_to_put_the_file(monkeypatch, tmp_path):
-    from pconv_cli.models import ModelError
+    from pconv_cli.weights import WeightsError  # the hub path every published weights take
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
 
@@ -159,7 +159,7 @@ def test_torchvision_weights_offline_say_where_to_put_the_file(monkeypatch, tmp_
         raise OSError("no network")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(ModelError) as info:
+    with pytest.raises(WeightsError) as info:
         build_model("pd_resnet18", weights="IMAGENET1K_V1")
     message = str(info.value)
     assert "resnet18-f37072fd.pth" in message and str(tmp_path / "hub" / "checkpoints") in message
@@ -205,7 +205,7 @@ def test_weights_of_another_architecture_are_a_one_line_error(data, tmp_path):
     assert wrong.exit_code == 1 and "holds a resnet18, not a pd_resnet18" in wrong.output
     other = tmp_path / "vgg.pth"
     torch.save(torchvision.models.vgg11(num_classes=3).state_dict(), other)
-    from pconv_cli.models import ModelError
+    from pconv_cli.weights import WeightsError  # the same check as every weights file
 
-    with pytest.raises(ModelError, match=r"missing key conv1\.weight|unexpected key"):
+    with pytest.raises(WeightsError, match=r"missing key conv1\.weight|unexpected key"):
         build_model("pd_resnet18", num_classes=3, weights=str(other))

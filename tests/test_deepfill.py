@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from deepfill_reference import mmagic_deepfillv2, naive_contextual_attention
 
 from pconv_cli.models import build_model
-from pconv_cli.models.deepfillv2 import DeepFillDiscriminator, DeepFillv2Config
+from pconv_cli.models.deepfillv2.network import DeepFillDiscriminator, DeepFillv2Config
 from pconv_cli.nn.attention import contextual_attention
 from pconv_cli.nn.gated_conv import GatedConv2d
 from pconv_cli.nn.spectral_norm import SpectralNormConv2d
@@ -229,7 +229,7 @@ def mmagic_file(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_converted_net_on_rgb_equals_raw_mmagic_weights_on_bgr(mmagic_file):
     weights = open_weights(str(mmagic_file))
-    assert (weights.family, weights.source_format) == ("deepfillv2", "mmagic")
+    assert (weights.family, weights.source_format) == ("deepfillv2", "mmagic-deepfillv2")
     assert weights.config == DeepFillv2Config(width=1.0)
     assert weights.module_state("discriminator") is not None  # kept for --init
     model = load_model(str(mmagic_file)).double()

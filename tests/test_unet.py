@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 from bench.dense_pconv import DensePConvUNet
 from pconv_cli.models import composite
-from pconv_cli.models.pconv_unet import PConvUNet, encoder_channels
-from pconv_cli.models.unet import UNet
+from pconv_cli.models.pconv.pconv_unet import PConvUNet, encoder_channels
+from pconv_cli.models.pconv.unet import UNet
 
 DATA = Path(__file__).parent / "data"
 

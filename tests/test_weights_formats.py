@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from bench.dense_pconv import DensePConvUNet
 from pconv_cli.models import build_model
-from pconv_cli.models.pconv_unet import PConvUNet, encoder_channels
+from pconv_cli.models.pconv.convert_mmagic import convert_mmagic_pconv
+from pconv_cli.models.pconv.pconv_unet import PConvUNet, encoder_channels
 from pconv_cli.weights import (
     WeightsError,
     detect_format,
@@ -33,7 +34,6 @@ from pconv_cli.weights import (
     read_weights_file,
     save_checkpoint,
 )
-from pconv_cli.weights.mmagic import convert_mmagic_pconv
 
 DATA = Path(__file__).parent / "data"
 MMAGIC_NAME = "pconv_256x256_stage2_4x2_places_20200619-1ffed0e8.pth"

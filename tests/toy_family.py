@@ -4,7 +4,7 @@ It brings everything a second family needs, and touches no file of ``pconv_cli``
 
 - family ``toy_gan``: a tiny generator (returned as an ``InpaintingModel``) and a
   tiny discriminator that sees image + mask (``training_modules``);
-- task ``toy_gan``: a GAN step on the generic loop: one discriminator update
+- task ``toy_gan``: a GAN step on pconv's GAN base task: one discriminator update
   (hinge loss) then one generator update (L1 + adversarial), two Adam optimizers;
 - converter ``toyformat``: a foreign checkpoint layout (``toy_generator.*`` and
   ``toy_critic.*`` keys) read by ``--weights`` and ``--init``.
@@ -17,11 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pconv_cli.models import InpaintingModel, composite, register_model
-from pconv_cli.train import InpaintingTask, StepContext, register_task
+from pconv_cli.train import GANTask, StepContext, register_task
 from pconv_cli.weights import register_converter
 
 FAMILY = "toy_gan"
@@ -86,50 +85,28 @@ def toy_gan(config: ToyConfig) -> InpaintingModel:
 
 
 @register_task(FAMILY)
-class ToyGANTask(InpaintingTask):
-    """Discriminator step (hinge), then generator step (L1 + 0.1 * adversarial)."""
+class ToyGANTask(GANTask):
+    """Discriminator step (hinge, GAN base), then generator step (L1 + 0.1 * adversarial)."""
 
     stage_defaults = {1: {"lr": 1e-3, "steps": 100}}  # noqa: RUF012
     presets = {"demo": {"model": {"width": 4}, "size": 32, "steps": 4}}  # noqa: RUF012
     loss_weights = {"l1": 1.0, "adversarial": 0.1}  # noqa: RUF012
 
-    def __init__(self, config, model, **kwargs):
-        super().__init__(config, model, **kwargs)
-        self.discriminator = build_discriminator(model.config)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"generator": self.model, "discriminator": self.discriminator}
-
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        lr = self.config.lr
-        return {
-            "generator": torch.optim.Adam(self.model.parameters(), lr=lr),
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=lr),
-        }
-
     def training_step(self, batch: dict, step: StepContext) -> dict[str, Tensor]:
         image, mask = self.inputs(batch, step)
-        generator, discriminator = step.modules["generator"], step.modules["discriminator"]
+        generator = step.modules["generator"]
         weights = self.config.loss_weights
         with torch.no_grad():
             fake = composite(image, generator(image * mask, mask), mask)
-        with step.autocast():  # one forward of both halves: DDP wants one per backward
-            scores = discriminator(torch.cat([image, fake]), torch.cat([mask, mask])).float()
-            real_scores, fake_scores = scores.chunk(2)
-            d_loss = F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
-        step.update("discriminator", d_loss)
+        d_terms = self.discriminator_step(step, fake=fake, real=image, mask=mask)
         with step.autocast():
             output = generator(image * mask, mask)
             l1 = (output.float() - image).abs().mean()
-            adversarial = -discriminator(composite(image, output, mask), mask).float().mean()
-            g_loss = weights["l1"] * l1 + weights["adversarial"] * adversarial
+        adversarial = self.generator_adversarial(step, composite(image, output, mask), mask)
+        g_loss = weights["l1"] * l1 + weights["adversarial"] * adversarial
         step.update("generator", g_loss)
-        return {
-            "loss": g_loss.detach(),
-            "d_loss": d_loss.detach(),
-            "l1": l1.detach(),
-            "adversarial": adversarial.detach(),
-        }
+        return {"loss": g_loss.detach(), "l1": l1.detach(), "adversarial": adversarial.detach(),
+                **d_terms}  # fmt: skip
 
 
 def _is_toyformat(state) -> bool:

@@ -27,6 +27,7 @@ from pconv_cli.commands._options import (
     positive_float,
     ratio_range_value,
 )
+from pconv_cli.models.families import DEFAULT_FAMILY, FamilyOption, family_cli
 
 _PANEL_DATA = "Data"
 _PANEL_MODEL = "Model"
@@ -56,8 +57,24 @@ def _opt(*decls: str, help: str, panel: str, default: Any = None, **extra: Any) 
 
 
 _FIXED = "Fixed by --init."
-_STAGES = "[default: 1]"
-_ARCHES = "[pconv_unet|unet|deepfillv2|NAME]"
+_FAMILIES = family_cli()
+_ARCHES = "[" + "|".join([*(n for f in _FAMILIES for n in f.families), "NAME"]) + "]"
+
+
+def _per_family(field: str) -> str:
+    """``label: text; label: text`` over the families that say something about ``field``."""
+    return "; ".join(f"{f.label}: {getattr(f, field)}" for f in _FAMILIES if getattr(f, field))
+
+
+def _presets() -> tuple[str, str]:
+    """The ``--preset`` metavar and help, from every family's presets."""
+    names = list(dict.fromkeys(name for f in _FAMILIES for name in f.presets))
+    parts = [
+        f"{name}: " + "; ".join(f"{f.label}: {f.presets[name]}" for f in _FAMILIES
+                                if name in f.presets)
+        for name in names
+    ]  # fmt: skip
+    return "[" + "|".join(names) + "]", ". ".join(parts)
 _PRECISIONS = Literal["fp32", "bf16", "fp16"]
 _CROPS = Literal["mmagic", "resize"]
 _SCHEDULES = Literal["constant", "cosine"]
@@ -77,41 +94,31 @@ OPTIONS: tuple[_Option, ...] = (
     )),
     _Option("stage", int, _opt(
         "--stage", panel=_PANEL_RUN, min=1, max=2,
-        help="PConv U-Net: 1 from scratch (lr 2e-4); 2 fine-tunes --init, or the newest "
-        f"stage-1 checkpoint in --out, with lr 5e-5 and the encoder's BN frozen. {_STAGES}",
+        help=f"Training stage of the family's recipe. {_per_family('stages')}. [default: 1]",
     ), finetune=False),
     _Option("init", str, _opt(
         "--init", "--weights", panel=_PANEL_RUN, metavar="NAME|PATH",
-        help="Start from these weights: a zoo name or a pconv, MMagic or naoto0804 file. "
-        "[default: none, fresh weights]",
+        help="Start from these weights: a zoo name or a weights file in any supported "
+        "format (pconv weights list). [default: none, fresh weights]",
     ), finetune=typer.Option(
         ..., "--init", "--weights", metavar="NAME|PATH", rich_help_panel=_PANEL_RUN,
-        help="Weights to fine-tune: a zoo name (pconv weights list) or a pconv, "
-        "MMagic or naoto0804 file.",
+        help="Weights to fine-tune: a zoo name (pconv weights list) or a weights file in "
+        "any supported format.",
     )),
     _Option("resume", bool, typer.Option(
         False, "--resume", help="Continue the run in --out from its newest checkpoint.",
         rich_help_panel=_PANEL_RUN, **FLAG,
     ), finetune=False),
     _Option("preset", str, _opt(
-        "--preset", panel=_PANEL_RUN, metavar="[demo|default-model]",
-        help="demo: a small net, a few minutes on a CPU (PConv U-Net: 128 px, 400 steps, no "
-        "VGG; DeepFillv2: quarter width, 96 px, 400 steps); default-model: the recipe of the "
-        "bundled PConv U-Net (then --stage 2 with the same --out). [default: none]",
+        "--preset", panel=_PANEL_RUN, metavar=_presets()[0],
+        help=f"A whole recipe; options given still win. {_presets()[1]}. [default: none]",
     ), finetune=False),
     _Option("arch", str, _opt(
         "--arch", panel=_PANEL_MODEL, metavar=_ARCHES,
-        help="Model family: pconv_unet (alias pconv), unet (plain convolutions), deepfillv2, "
-        "or any registered family. [default: pconv_unet]",
+        help="Model family: "
+        + ", ".join(f"{n} ({what})" for f in _FAMILIES for n, what in f.families.items())
+        + f", or any registered family. [default: {DEFAULT_FAMILY}]",
     ), finetune=False),
-    _Option("layers", int, _opt(
-        "--layers", panel=_PANEL_MODEL, min=1, max=8,
-        help="U-Net levels: 7 = MMagic's 256 px net, 8 = the paper's 512 px net. [default: 7]",
-    ), key="model.layers", finetune=False),
-    _Option("width", float, _opt(
-        "--width", panel=_PANEL_MODEL, callback=positive_float,
-        help="Channel multiplier (U-Net, DeepFillv2). [default: 1.0]",
-    ), key="model.width", finetune=False),
     _Option("size", int, _opt(
         "--size", panel=_PANEL_DATA, min=8,
         help="Training crop size in pixels. [default: 256; finetune: the --init model's]",
@@ -145,45 +152,22 @@ OPTIONS: tuple[_Option, ...] = (
     )),
     _Option("steps", int, _opt(
         "--steps", panel=_PANEL_OPT, min=1,
-        help="Total optimizer steps. [default: PConv U-Net 800000 stage 1, 500000 stage 2 and "
-        "finetune; DeepFillv2 1000000]",
+        help=f"Total optimizer steps. [default: the family's: {_per_family('defaults')}]",
     )),
     _Option("lr", float, _opt(
         "--lr", panel=_PANEL_OPT, callback=positive_float,
-        help="Adam learning rate. [default: PConv U-Net 2e-4 stage 1, 5e-5 stage 2 and "
-        "finetune; DeepFillv2 1e-4]",
+        help="Learning rate. [default: the family's, see --steps]",
     )),
     _Option("lr_schedule", _SCHEDULES, _opt(
         "--lr-schedule", panel=_PANEL_OPT,
         help="constant, or cosine: half a cosine from --lr to 0 over the run. "
         "[default: constant]",
     )),
-    _Option("vgg_weights", str, _opt(
-        "--vgg-weights", panel=_PANEL_OPT, metavar="[imagenet|none|FILE]",
-        help="PConv U-Net's perceptual/style losses: torchvision's ImageNet VGG16 (hub cache), "
-        "a local VGG16 state dict, or none. [default: imagenet]",
-    )),
-    _Option("loss_valid", float, _opt("--loss-valid", panel=_PANEL_OPT, callback=non_negative_float,
-            help="PConv U-Net: weight of L1 on valid pixels. [default: 1]"), key="loss.valid"),
-    _Option("loss_hole", float, _opt("--loss-hole", panel=_PANEL_OPT, callback=non_negative_float,
-            help="PConv U-Net: weight of L1 on holes. [default: 6]"), key="loss.hole"),
-    _Option("loss_perceptual", float, _opt(
-        "--loss-perceptual", panel=_PANEL_OPT, callback=non_negative_float,
-        help="PConv U-Net: weight of the perceptual loss. [default: 0.05]",
-    ), key="loss.perceptual"),
-    _Option("loss_style", float, _opt("--loss-style", panel=_PANEL_OPT, callback=non_negative_float,
-            help="PConv U-Net: weight of the style loss. [default: 120]"), key="loss.style"),
-    _Option("loss_tv", float, _opt("--loss-tv", panel=_PANEL_OPT, callback=non_negative_float,
-            help="PConv U-Net: weight of total variation. [default: 0.1]"), key="loss.tv"),
     _Option("loss", list[str], _opt(
         "--loss", panel=_PANEL_OPT, metavar="TERM=WEIGHT",
         help="Weight of any loss term of the model's task, repeatable, e.g. l1_hole=1 or "
-        "adversarial=0.1 for deepfillv2. [default: the task's, see config.json]",
+        "adversarial=0.1. [default: the task's, see config.json]",
     ), key="loss.*"),
-    _Option("freeze_encoder", bool, _opt(
-        "--freeze-encoder/--no-freeze-encoder", panel=_PANEL_OPT,
-        help="PConv U-Net: freeze the whole encoder, not only its BN.", **FLAG,
-    )),
     _Option("workers", int, _opt(
         "--workers", panel=_PANEL_DATA, min=0,
         help="Data loader processes. [default: 4, at most the CPU count]",
@@ -229,6 +213,39 @@ OPTIONS: tuple[_Option, ...] = (
         help="torch.compile the training step. [default: off]", **FLAG,
     )),
 )  # fmt: skip
+
+_PANELS = {"model": _PANEL_MODEL, "loss": _PANEL_OPT}
+
+
+def _family_options() -> tuple[_Option, ...]:
+    """The options the families bring (one per name; help names the families sharing it)."""
+    by_name: dict[str, list[tuple[str, FamilyOption]]] = {}
+    for family in _FAMILIES:
+        for option in family.options:
+            by_name.setdefault(option.name, []).append((family.label, option))
+    built = []
+    for declared in by_name.values():
+        option = declared[0][1]
+        labels = ", ".join(label for label, _ in declared)
+        extra: dict[str, Any] = {"metavar": option.metavar} if option.metavar else {}
+        if option.flag:
+            extra.update(FLAG)
+        elif option.positive:
+            extra["callback"] = positive_float
+        elif option.minimum is not None and option.type is float:
+            extra["callback"] = non_negative_float
+        elif option.minimum is not None:
+            extra["min"] = int(option.minimum)
+            if option.maximum is not None:
+                extra["max"] = int(option.maximum)
+        declaration = _opt(*option.flags, panel=_PANELS[option.panel],
+                           help=f"{labels}: {option.help}", **extra)  # fmt: skip
+        built.append(_Option(option.name, option.type, declaration, key=option.key,
+                             finetune=option.finetune))  # fmt: skip
+    return tuple(built)
+
+
+OPTIONS = OPTIONS + _family_options()
 
 
 def _overrides(values: dict[str, Any]) -> dict[str, Any]:
@@ -315,9 +332,9 @@ train = _command(
 
 finetune = _command(
     "finetune",
-    """Fine-tune weights on new data with their family's fine-tuning defaults.
+    f"""Fine-tune weights on new data with their family's fine-tuning defaults.
 
-    PConv U-Net: stage 2 (lr 5e-5, encoder BN frozen); DeepFillv2: lr 1e-4, both nets.
+    {_per_family("finetune")}.
     """,
     _finetune,
 )

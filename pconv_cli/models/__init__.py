@@ -1,46 +1,38 @@
 """Model families behind one registry.
 
 ``build_model(name, **options)`` builds any registered family, ``list_models()``
-names them, ``register_model`` adds one. Built-in families: ``pconv_unet`` (alias
-``pconv``), ``unet``, ``deepfillv2``, and every torchvision classifier with zero
-padding (``resnet50``) or partial padding (``pd_resnet50``), made on demand.
+names them, ``register_model`` adds one. The built-in families live in folders
+listed by :mod:`pconv_cli.models.families` and register on first use of the registry.
 Inpainting models take float RGB in [0, 1] and masks with 1 = valid, 0 = hole
 (see :mod:`pconv_cli.models.inpainting`); classifiers take RGB in [0, 1].
+
+Importing this package is cheap (no torch): the names below load on first access.
 """
 
-from pconv_cli.models.inpainting import InpaintingModel, composite
-from pconv_cli.models.registry import (
-    ModelError,
-    ModelFamily,
-    build_model,
-    config_from_json,
-    config_to_json,
-    describe_config,
-    get_family,
-    list_models,
-    make_config,
-    register_model,
-)
+from __future__ import annotations
 
-# Built-in families register themselves on import, in this order.
-# isort: off
-from pconv_cli.models import pconv_unet as _pconv_unet  # noqa: F401
-from pconv_cli.models import unet as _unet  # noqa: F401
-from pconv_cli.models import deepfillv2 as _deepfillv2  # noqa: F401
-from pconv_cli.models import classifiers as _classifiers  # noqa: F401
-# isort: on
+import importlib
+from typing import Any
 
-__all__ = [
-    "InpaintingModel",
-    "ModelError",
-    "ModelFamily",
-    "build_model",
-    "composite",
-    "config_from_json",
-    "config_to_json",
-    "describe_config",
-    "get_family",
-    "list_models",
-    "make_config",
-    "register_model",
-]
+_EXPORTS = {
+    "InpaintingModel": "pconv_cli.models.inpainting",
+    "composite": "pconv_cli.models.inpainting",
+    "ModelError": "pconv_cli.models.registry",
+    "ModelFamily": "pconv_cli.models.registry",
+    "build_model": "pconv_cli.models.registry",
+    "config_from_json": "pconv_cli.models.registry",
+    "config_to_json": "pconv_cli.models.registry",
+    "describe_config": "pconv_cli.models.registry",
+    "get_family": "pconv_cli.models.registry",
+    "list_models": "pconv_cli.models.registry",
+    "make_config": "pconv_cli.models.registry",
+    "register_model": "pconv_cli.models.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,18 +1,20 @@
 """The model registry: every family registers a builder and its config under a name.
 
-A *family* is a kind of network pconv can build, train and load (``pconv_unet``,
-``unet``, ...). Its *config* is a dataclass holding every option the builder
-needs; checkpoints store the family name and the config as JSON, so a model is
-rebuilt from its file without knowing any class name. Families register
-themselves when their module is imported::
+A *family* is a kind of network pconv can build, train and load (see
+:mod:`pconv_cli.models.families` for the built-in ones). Its *config* is a dataclass
+holding every option the builder needs; checkpoints store the family name and the
+config as JSON, so a model is rebuilt from its file without knowing any class name.
+Families register themselves when their module is imported::
 
-    @register_model("my_net", config=MyNetConfig, task="inpainting")
+    @register_model("my_net", config=MyNetConfig, task="my_net")
     def my_net(config: MyNetConfig) -> InpaintingModel: ...
 
 ``build_model("my_net", width=0.5)`` validates the options against the config
-dataclass and calls the builder. Families living outside pconv are found through
-the ``pconv_cli.plugins`` entry-point group (any module imported there may
-register families, tasks and converters) or by importing their module before use.
+dataclass and calls the builder. pconv's own families are listed in
+:mod:`pconv_cli.models.families` and registered on first use of the registry;
+families living outside pconv are found through the ``pconv_cli.plugins``
+entry-point group (any module imported there may register families, tasks and
+converters) or by importing their module before use.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ class ModelFamily:
     - ``build(config) -> nn.Module``: the model (for ``kind="inpainting"`` an
       :class:`~pconv_cli.models.inpainting.InpaintingModel`).
     - ``config``: the dataclass of the builder's options (JSON-serialisable fields).
-    - ``task``: name of the training task in :mod:`pconv_cli.train.tasks`.
+    - ``task``: name of its training task (:func:`pconv_cli.train.tasks.register_task`);
+      None: the family cannot be trained (inference only).
     - ``training_modules``: builders ``config -> nn.Module`` of the other networks
       training needs (e.g. ``{"discriminator": ...}``), saved beside the model.
     - ``defaults``: config values the family fixes (e.g. the torchvision ``arch`` of a
@@ -67,7 +70,7 @@ class ModelFamily:
     name: str
     config: type
     build: Callable[[Any], nn.Module]
-    task: str = "inpainting"
+    task: str | None = None
     kind: str = "inpainting"
     aliases: tuple[str, ...] = ()
     training_modules: Mapping[str, Callable[[Any], nn.Module]] = field(default_factory=dict)
@@ -91,7 +94,7 @@ def register_model(
     name: str,
     *,
     config: type,
-    task: str = "inpainting",
+    task: str | None = None,
     kind: str = "inpainting",
     aliases: tuple[str, ...] = (),
     training_modules: Mapping[str, Callable[[Any], nn.Module]] | None = None,
@@ -128,12 +131,17 @@ def register_model(
 
 
 def _load_plugins() -> None:
-    """Import every module of the ``pconv_cli.plugins`` entry-point group, once."""
+    """Register pconv's own families (the index), then import every module of the
+    ``pconv_cli.plugins`` entry-point group, once."""
     global _plugins_loaded
     if _plugins_loaded:
         return
     _plugins_loaded = True
     from importlib.metadata import entry_points
+
+    from pconv_cli.models.families import load_families
+
+    load_families()
 
     for entry in entry_points(group=PLUGIN_GROUP):
         entry.load()
@@ -225,7 +233,7 @@ def config_from_json(family: ModelFamily | str, text: str) -> Any:
 
 
 def describe_config(family: str, config: Any) -> str:
-    """One line naming a family and its options: ``pconv_unet(layers=7, width=1.0, ...)``."""
+    """One line naming a family and its options: ``my_net(layers=7, width=1.0, ...)``."""
     options = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items())
     return f"{family}({options})"
 
@@ -233,7 +241,7 @@ def describe_config(family: str, config: Any) -> str:
 def build_model(name: str, **options: Any) -> nn.Module:
     """Build family ``name`` with keyword ``options`` (its config's fields; others default).
 
-    ``build_model("pconv_unet", layers=7, width=1.0)``. The result knows its
+    ``build_model("my_net", layers=7, width=1.0)``. The result knows its
     family and config (``model.family``, ``model.config``). Options in the
     family's ``build_options`` (e.g. a classifier's ``weights``) go to the builder
     without entering the config.

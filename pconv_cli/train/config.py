@@ -11,6 +11,7 @@ change). Model options live in ``model`` (the family's config fields, e.g.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pconv_cli.models.families import DEFAULT_FAMILY
 from pconv_cli.train.errors import TrainingError, UsageError
 
 __all__ = [
@@ -33,7 +35,7 @@ __all__ = [
     "resolve_config",
 ]
 
-DEFAULT_ARCH = "pconv_unet"
+DEFAULT_ARCH = DEFAULT_FAMILY
 PRECISIONS = ("fp32", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "step", "cosine")
 """``step``: x ``lr_gamma`` every ``lr_step`` epochs (steps without ``epochs``); ``cosine``:
@@ -122,7 +124,12 @@ def _migrate(saved: dict[str, Any]) -> dict[str, Any]:
     """A config.json of pconv 0.1 (``arch`` pconv/unet, model options at the top level)."""
     if "model" not in saved:
         saved["model"] = {k: saved.pop(k) for k in _MODEL_KEYS_V1 if k in saved}
-        saved["arch"] = {"pconv": "pconv_unet"}.get(saved.get("arch", ""), saved.get("arch"))
+        from pconv_cli.models.registry import ModelError, get_family
+
+        # 0.1's arch names (pconv, unet) are registry names or aliases; an unknown one is
+        # reported when the run is resolved
+        with contextlib.suppress(ModelError):
+            saved["arch"] = get_family(saved.get("arch", "")).name
     return saved
 
 
@@ -214,7 +221,7 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
         arch = overrides.get("arch") or (init_weights.family if init_weights else DEFAULT_ARCH)
         family = get_family(arch)
     except ModelError as exc:
-        raise UsageError(f"--arch: {exc}") from None
+        raise exc.prefixed("--arch") from None
     if init_weights is not None and family.name != init_weights.family:
         raise UsageError(
             f"--arch {arch} conflicts with --init {overrides['init']} "

@@ -55,6 +55,7 @@ from pconv_cli.weights.formats import converter_modules
 __all__ = [
     "NonFiniteLossError",
     "TrainCallbacks",
+    "Trainer",
     "TrainingError",
     "TrainingInterrupted",
     "check_precision",
@@ -248,7 +249,9 @@ def train(config: TrainConfig, callbacks: TrainCallbacks | None = None) -> dict[
     try:
         # rank 0 holds the run directory's lock: one run writes one --out at a time
         with RunDir(Path(config.out)).lock() if ctx.is_main else contextlib.nullcontext():
-            return _train(config, callbacks if ctx.is_main else None, device, ctx)
+            trainer = Trainer(config, callbacks if ctx.is_main else None, device, ctx)
+            trainer.setup()
+            return trainer.fit()
     finally:
         if created_group:
             dist.destroy_process_group()
@@ -340,208 +343,272 @@ def _restore_rng(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContext) -> dict:
-    callbacks = callbacks or TrainCallbacks()
-    run = RunDir(Path(config.out))
-    if config.init_from != "resume" and run.saved_steps():
-        raise TrainingError(
-            f"{run.root} already holds a run; continue it with --resume or choose another --out"
-        )
-    amp_dtype = check_precision(config.precision, device)
-    if amp_dtype is not None and device.type == "cpu" and not _native_cpu_half(amp_dtype):
-        callbacks.on_message(
-            f"warning: this CPU has no native {config.precision} kernels (AVX512-BF16/AMX): "
-            f"--precision {config.precision} runs emulated, far slower than fp32 here"
+class Trainer:
+    """One run on one rank: :meth:`setup` (task, modules, optimizers, resume), then :meth:`fit`
+    (steps until the end or a stop request), each step followed by :meth:`log`,
+    :meth:`sample`, :meth:`validate` and :meth:`save` when their intervals come.
+
+    Only rank 0 (``ctx.is_main``) writes the run directory and reports progress.
+    """
+
+    def __init__(
+        self, config: TrainConfig, callbacks: TrainCallbacks | None, device: torch.device,
+        ctx: DistContext,
+    ):  # fmt: skip
+        self.config, self.device, self.ctx = config, device, ctx
+        self.callbacks = callbacks or TrainCallbacks()
+        self.run = RunDir(Path(config.out))
+        self.step = 0  # completed steps
+        self.skipped: set[str] = set()
+        self.best: float | None = None
+        self.last_saved = -1
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Everything before the first step: checks, task and modules, optimizers, resume."""
+        self._check()
+        self._build()
+        self.start_step, self.start_position = 0, 0
+        if self.config.init_from == "resume":
+            self._resume()
+        self.step = self.last_saved = self.start_step
+        config, ctx = self.config, self.ctx
+        if ctx.is_main:  # on resume too: the operational options may have changed
+            self.run.root.mkdir(parents=True, exist_ok=True)
+            text = config.to_json()
+            atomic_write(self.run.root / "config.json", lambda tmp: tmp.write_text(text))
+        self.wrapped = {n: _wrap(m, config, self.device, ctx) for n, m in self.modules.items()}
+        self.fixed, self.history = None, []
+        if ctx.is_main:
+            self.fixed = _fixed_samples(config, self.task, self.dataset)
+            self.history = read_history(self.run.root / "log.jsonl", self.start_step)
+        self.per_step = config.batch * ctx.world_size  # positions of the sample stream per step
+        self.steps_per_epoch = max(1, math.ceil(len(self.dataset) / self.per_step))
+        self.total_steps = (
+            config.epochs * self.steps_per_epoch if config.epochs else config.steps
         )
 
-    task = _build_task(config, device, callbacks)  # fails early when external weights miss
-    dataset = task.dataset()
-    modules = task.modules()
-    if config.init_from == "init":
-        _load_init(config, task, modules, callbacks.on_message)
-    for module in modules.values():
-        _place(module, config, device, ctx)
-    task.prepare()
-    optimizers = task.configure_optimizers()
-    scalers = {
-        name: torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-        for name in optimizers
-    }
+    def _check(self) -> None:
+        """A new run needs an empty --out; the precision must run on this device."""
+        config = self.config
+        if config.init_from != "resume" and self.run.saved_steps():
+            raise TrainingError(
+                f"{self.run.root} already holds a run; continue it with --resume or choose "
+                "another --out"
+            )
+        self.amp_dtype = check_precision(config.precision, self.device)
+        cpu = self.device.type == "cpu"
+        if self.amp_dtype is not None and cpu and not _native_cpu_half(self.amp_dtype):
+            self.callbacks.on_message(
+                f"warning: this CPU has no native {config.precision} kernels (AVX512-BF16/AMX): "
+                f"--precision {config.precision} runs emulated, far slower than fp32 here"
+            )
 
-    start_step, start_position, skipped, best = 0, 0, set(), None
-    if config.init_from == "resume":
-        state = run.load_latest(modules=modules, primary=task.primary, on_skip=callbacks.on_message)
-        for name, optimizer in optimizers.items():
+    def _build(self) -> None:
+        """The task and its modules on the device, ``--init`` loaded, optimizers and scalers."""
+        config = self.config
+        self.task = _build_task(config, self.device, self.callbacks)  # fails early on weights
+        self.dataset = self.task.dataset()
+        self.modules = self.task.modules()
+        if config.init_from == "init":
+            _load_init(config, self.task, self.modules, self.callbacks.on_message)
+        for module in self.modules.values():
+            _place(module, config, self.device, self.ctx)
+        self.task.prepare()
+        self.optimizers = self.task.configure_optimizers()
+        self.scalers = {
+            name: torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+            for name in self.optimizers
+        }
+
+    def _resume(self) -> None:
+        """The newest complete checkpoint: modules, optimizers, scalers, RNG, stream position."""
+        state = self.run.load_latest(
+            modules=self.modules, primary=self.task.primary, on_skip=self.callbacks.on_message
+        )
+        for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
             for group in optimizer.param_groups:
-                group["lr"] = config.lr
-        for name, scaler in scalers.items():
+                group["lr"] = self.config.lr
+        for name, scaler in self.scalers.items():
             if state.get("scalers", {}).get(name):
                 scaler.load_state_dict(state["scalers"][name])
-        _restore_rng(state["rng"], device)
-        start_step, start_position = state["step"], state["sampler_position"]
-        skipped, best = set(state.get("skipped", [])), state.get("best")
-    if ctx.is_main:  # on resume too: the operational options may have changed
-        run.root.mkdir(parents=True, exist_ok=True)
-        text = config.to_json()
-        atomic_write(run.root / "config.json", lambda tmp: tmp.write_text(text))
-    wrapped = {name: _wrap(m, config, device, ctx) for name, m in modules.items()}
+        _restore_rng(state["rng"], self.device)
+        self.start_step, self.start_position = state["step"], state["sampler_position"]
+        self.skipped, self.best = set(state.get("skipped", [])), state.get("best")
 
-    fixed = _fixed_samples(config, task, dataset) if ctx.is_main else None
-    history = read_history(run.root / "log.jsonl", start_step) if ctx.is_main else []
-    per_step = config.batch * ctx.world_size  # positions of the sample stream per step
-    steps_per_epoch = max(1, math.ceil(len(dataset) / per_step))
-    total_steps = config.epochs * steps_per_epoch if config.epochs else config.steps
-    parameters = [p for m in modules.values() for p in m.parameters()]
-    callbacks.on_start({
-        "device": str(device) + (f" x {ctx.world_size} processes" if ctx.enabled else ""),
-        "arch": config.arch,
-        "start_step": start_step,
-        "steps": total_steps,
-        "data": task.describe_data(),
-        "batch": config.batch,
-        "global_batch": per_step,
-        "precision": config.precision,
-        "parameters": sum(p.numel() for p in parameters),
-        "trainable": sum(p.numel() for p in parameters if p.requires_grad),
-        "init_from": config.init_from,
-        "lr": config.lr,
-        "epochs": config.epochs,
-        "steps_per_epoch": steps_per_epoch,
-    })  # fmt: skip
-    if start_step >= total_steps:
-        callbacks.on_message(f"nothing to do: the run is at step {start_step} of {total_steps}")
-        return {"step": start_step, "checkpoint": str(run.last)}
+    def describe(self) -> dict[str, Any]:
+        """What ``on_start`` shows: device, steps, data, batch, model facts."""
+        parameters = [p for m in self.modules.values() for p in m.parameters()]
+        config, ctx = self.config, self.ctx
+        return {
+            "device": str(self.device) + (f" x {ctx.world_size} processes" if ctx.enabled else ""),
+            "arch": config.arch, "start_step": self.start_step, "steps": self.total_steps,
+            "data": self.task.describe_data(), "batch": config.batch,
+            "global_batch": self.per_step, "precision": config.precision,
+            "parameters": sum(p.numel() for p in parameters),
+            "trainable": sum(p.numel() for p in parameters if p.requires_grad),
+            "init_from": config.init_from, "lr": config.lr, "epochs": config.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+        }  # fmt: skip
 
-    def save(at_step: int) -> Path | None:
-        if not ctx.is_main:
+    # -- the loop --------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Steps until ``total_steps`` or a stop request (then a save and TrainingInterrupted)."""
+        self.callbacks.on_start(self.describe())
+        if self.start_step >= self.total_steps:
+            self.callbacks.on_message(
+                f"nothing to do: the run is at step {self.start_step} of {self.total_steps}"
+            )
+            return {"step": self.start_step, "checkpoint": str(self.run.last)}
+        loader = _data_loader(
+            self.config, self.task, self.dataset, self.start_position, self.device, self.ctx
+        )
+        self._interval_reset()
+        stop = StopRequests()
+        try:
+            with stop:
+                for batch in loader:
+                    stopping = self.train_step(batch, stop)
+                    self.after_step()
+                    if stopping and self.step < self.total_steps:
+                        if self.last_saved != self.step:
+                            self.save()
+                        why = f"stopped by {stop.requested or 'a signal on another rank'}"
+                        raise TrainingInterrupted(self.step, self.run.model_path(self.step), why)
+                    if self.step >= self.total_steps:
+                        break
+        except KeyboardInterrupt:  # a second signal: stop now, save nothing half-done
+            raise TrainingInterrupted(self.step, None, "interrupted twice") from None
+        return {
+            "step": self.step, "checkpoint": str(self.run.last),
+            "skipped_images": len(self.skipped), "history": self.history,
+        }  # fmt: skip
+
+    def train_step(self, batch: dict, stop: StopRequests) -> bool:
+        """One optimisation step of the task; True if any rank asked to stop."""
+        for path in batch.get("skipped", []):
+            if path not in self.skipped:
+                self.skipped.add(path)
+                self.callbacks.on_message(
+                    f"skipped unreadable image {path} ({len(self.skipped)} so far)"
+                )
+        config = self.config
+        lr = config.lr * config.lr_factor(self.step, self.steps_per_epoch, self.total_steps)
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        context = StepContext(
+            modules=self.wrapped, optimizers=self.optimizers, scalers=self.scalers,
+            device=self.device, amp_dtype=self.amp_dtype, memory_format=memory_format,
+            step=self.step + 1, describe_failure=self.describe_failure,
+        )  # fmt: skip
+        terms = self.task.training_step(batch, context)
+        # The stop request rides along with the loss terms: all ranks stop at one step.
+        flags = torch.tensor([1.0 if stop.requested else 0.0], device=self.device)
+        values = all_reduce_mean(
+            torch.cat([torch.stack([t.detach().float() for t in terms.values()]), flags])
+        )
+        stopping, values = bool(values[-1] > 0), values[:-1]
+        self.step += 1
+        for name, value in zip(terms, values.tolist(), strict=True):
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.interval_images += self.per_step
+        self.callbacks.on_step(self.step, float(values[list(terms).index("loss")]))
+        return stopping
+
+    def after_step(self) -> None:
+        """Log, samples, validation and checkpoints when their intervals come."""
+        config, step = self.config, self.step
+        end = step == self.total_steps
+        if step % config.log_every == 0 or end:
+            self.log()
+        if self.fixed is not None and (step % config.sample_every == 0 or end):
+            picture = self.task.sample(self.fixed)
+            if picture is not None:
+                save_png(self.run.sample_path(step), picture)
+        epoch_end = bool(config.epochs) and step % self.steps_per_epoch == 0
+        if epoch_end or end or (not config.epochs and step % config.save_every == 0):
+            self.validate()
+        if step % config.save_every == 0 or end or epoch_end:
+            saved = self.save()
+            if saved is not None:
+                curve = loss_curve([r for r in self.history if "loss" in r])
+                save_png(self.run.root / "loss.png", curve)
+                self.callbacks.on_message(f"saved {saved}")
+
+    def _interval_reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.interval_images = 0
+        self.interval_start, self.interval_first = time.perf_counter(), self.step
+
+    def log(self) -> None:
+        """The log interval's mean of every term, lr and speed: log.jsonl and ``on_log``."""
+        if self.ctx.is_main:
+            elapsed = time.perf_counter() - self.interval_start
+            lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+            record: dict[str, Any] = {"step": self.step, "lr": lr}
+            done = max(self.step - self.interval_first, 1)
+            record.update({k: v / done for k, v in self.sums.items()})
+            record["images_per_s"] = self.interval_images / max(elapsed, 1e-9)
+            record["global_batch"] = self.per_step
+            record["skipped_images"] = len(self.skipped)
+            append_jsonl(self.run.root / "log.jsonl", record)
+            self.history.append(record)
+            self.callbacks.on_log(record)
+        self._interval_reset()
+
+    def validate(self) -> None:
+        """The task's validation metrics: logged, and ``best.safetensors`` when they improve."""
+        metrics = self.task.validate()
+        if not metrics or not self.ctx.is_main:
+            return
+        config, step = self.config, self.step
+        record: dict[str, Any] = {"step": step, **{f"val_{k}": v for k, v in metrics.items()}}
+        if config.epochs:
+            record["epoch"] = step // self.steps_per_epoch
+        append_jsonl(self.run.root / "log.jsonl", record)
+        self.history.append(record)
+        text = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        where = f"epoch {record['epoch']}" if config.epochs else f"step {step}"
+        self.callbacks.on_message(f"{where}: {text}")
+        key = self.task.best_metric
+        if key is not None and (self.best is None or metrics[key] > self.best):
+            self.best = metrics[key]
+            self.run.save_best(self.task.model, **self.metadata(), best_metric=key, best=self.best)
+            self.callbacks.on_message(f"new best {key} {self.best:.4g}: saved {self.run.best}")
+
+    def metadata(self) -> dict[str, Any]:
+        """What the checkpoints of this step say about themselves."""
+        return {"step": self.step, "stage": self.config.stage, "size": self.config.size,
+                **self.task.checkpoint_metadata()}  # fmt: skip
+
+    def save(self) -> Path | None:
+        """A complete checkpoint of this step (rank 0; None on the others)."""
+        self.last_saved = self.step
+        if not self.ctx.is_main:
             return None
         state = {
-            "step": at_step,
-            "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-            "scalers": {name: scaler.state_dict() for name, scaler in scalers.items()},
-            "rng": _rng_state(device),
-            "sampler_position": start_position + (at_step - start_step) * per_step,
-            "skipped": sorted(skipped),
-            "best": best,
+            "step": self.step,
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "scalers": {name: scaler.state_dict() for name, scaler in self.scalers.items()},
+            "rng": _rng_state(self.device),
+            "sampler_position": self.start_position
+            + (self.step - self.start_step) * self.per_step,
+            "skipped": sorted(self.skipped),
+            "best": self.best,
         }
-        return run.save(
-            model=task.model, modules=modules, primary=task.primary, state=state,
-            metadata=metadata(at_step), keep_last=config.keep_last,
+        return self.run.save(
+            model=self.task.model, modules=self.modules, primary=self.task.primary, state=state,
+            metadata=self.metadata(), keep_last=self.config.keep_last,
         )  # fmt: skip
 
-    def metadata(at_step: int) -> dict[str, Any]:
-        return {"step": at_step, "stage": config.stage, "size": config.size,
-                **task.checkpoint_metadata()}  # fmt: skip
-
-    def validate(at_step: int) -> None:
-        """The task's validation metrics: logged, and ``best.safetensors`` when they improve."""
-        nonlocal best
-        metrics = task.validate()
-        if not metrics or not ctx.is_main:
-            return
-        record = {"step": at_step, **{f"val_{k}": v for k, v in metrics.items()}}
-        if config.epochs:
-            record["epoch"] = at_step // steps_per_epoch
-        append_jsonl(run.root / "log.jsonl", record)
-        history.append(record)
-        text = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        where = f"epoch {record['epoch']}" if config.epochs else f"step {at_step}"
-        callbacks.on_message(f"{where}: {text}")
-        key = task.best_metric
-        if key is not None and (best is None or metrics[key] > best):
-            best = metrics[key]
-            run.save_best(task.model, **metadata(at_step), best_metric=key, best=best)
-            callbacks.on_message(f"new best {key} {best:.4g}: saved {run.best}")
-
-    def describe_failure(name: str, value: float) -> str:
-        good = run.saved_steps()
+    def describe_failure(self, name: str, value: float) -> str:
+        """A non-finite loss, in one line naming the step and the last good checkpoint."""
+        good = self.run.saved_steps()
         where = f"; the last good checkpoint is step {good[0]}" if good else ""
-        what = "loss" if name == task.primary else f"{name} loss"
-        return f"{what} is {value} at step {step + 1}{where}"
-
-    loader = _data_loader(config, task, dataset, start_position, device, ctx)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    step = start_step
-    sums: dict[str, float] = {}
-    interval_images, interval_start, interval_first = 0, time.perf_counter(), start_step
-    stop, last_saved = StopRequests(), start_step
-    try:
-        with stop:
-            for batch in loader:
-                for path in batch.get("skipped", []):
-                    if path not in skipped:
-                        skipped.add(path)
-                        callbacks.on_message(
-                            f"skipped unreadable image {path} ({len(skipped)} so far)"
-                        )
-                lr = config.lr * config.lr_factor(step, steps_per_epoch, total_steps)
-                for optimizer in optimizers.values():
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                context = StepContext(
-                    modules=wrapped, optimizers=optimizers, scalers=scalers, device=device,
-                    amp_dtype=amp_dtype, memory_format=memory_format, step=step + 1,
-                    describe_failure=describe_failure,
-                )  # fmt: skip
-                terms = task.training_step(batch, context)
-                # The stop request rides along with the loss terms: all ranks stop at one step.
-                flags = torch.tensor([1.0 if stop.requested else 0.0], device=device)
-                values = all_reduce_mean(
-                    torch.cat([torch.stack([t.detach().float() for t in terms.values()]), flags])
-                )
-                stopping, values = bool(values[-1] > 0), values[:-1]
-                step += 1
-                for name, value in zip(terms, values.tolist(), strict=True):
-                    sums[name] = sums.get(name, 0.0) + value
-                interval_images += per_step
-                callbacks.on_step(step, float(values[list(terms).index("loss")]))
-
-                if ctx.is_main and (step % config.log_every == 0 or step == total_steps):
-                    elapsed = time.perf_counter() - interval_start
-                    record = {
-                        "step": step,
-                        "lr": next(iter(optimizers.values())).param_groups[0]["lr"],
-                    }
-                    record.update({k: v / max(step - interval_first, 1) for k, v in sums.items()})
-                    record["images_per_s"] = interval_images / max(elapsed, 1e-9)
-                    record["global_batch"] = per_step
-                    record["skipped_images"] = len(skipped)
-                    append_jsonl(run.root / "log.jsonl", record)
-                    history.append(record)
-                    callbacks.on_log(record)
-                if step % config.log_every == 0 or step == total_steps:
-                    sums, interval_images = {}, 0
-                    interval_start, interval_first = time.perf_counter(), step
-                if fixed is not None and (step % config.sample_every == 0 or step == total_steps):
-                    picture = task.sample(fixed)
-                    if picture is not None:
-                        save_png(run.sample_path(step), picture)
-                epoch_end = config.epochs and step % steps_per_epoch == 0
-                if (
-                    epoch_end
-                    or step == total_steps
-                    or (not config.epochs and step % config.save_every == 0)
-                ):
-                    validate(step)
-                if step % config.save_every == 0 or step == total_steps or epoch_end:
-                    saved, last_saved = save(step), step
-                    if saved is not None:
-                        curve = loss_curve([r for r in history if "loss" in r])
-                        save_png(run.root / "loss.png", curve)
-                        callbacks.on_message(f"saved {saved}")
-                if stopping and step < total_steps:
-                    if last_saved != step:
-                        save(step)
-                    why = f"stopped by {stop.requested or 'a signal on another rank'}"
-                    raise TrainingInterrupted(step, run.model_path(step), why)
-                if step >= total_steps:
-                    break
-    except KeyboardInterrupt:  # a second signal: stop now, save nothing half-done
-        raise TrainingInterrupted(step, None, "interrupted twice") from None
-    return {
-        "step": step,
-        "checkpoint": str(run.last),
-        "skipped_images": len(skipped),
-        "history": history,
-    }
+        what = "loss" if name == self.task.primary else f"{name} loss"
+        return f"{what} is {value} at step {self.step + 1}{where}"

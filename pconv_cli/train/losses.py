@@ -1,4 +1,12 @@
-"""The loss of Liu et al. (ECCV 2018), every term separately weighted and logged.
+"""Loss objects of the training tasks: the paper's inpainting loss, masked L1, GAN losses.
+
+Every loss here is an object (an ``nn.Module`` or a small callable class) that a
+task holds and calls; the weights of a task's terms live in its ``loss_weights``
+(``--loss TERM=WEIGHT``). GAN losses (:class:`HingeGANLoss`,
+:class:`NonSaturatingGANLoss`, :class:`R1Penalty`, :class:`FeatureMatchingLoss`)
+take the discriminator's raw scores or features; they know no model.
+
+The loss of Liu et al. (ECCV 2018), every term separately weighted and logged:
 
     L = 1*L_valid + 6*L_hole + 0.05*(L_perc_out + L_perc_comp)
         + 120*(L_style_out + L_style_comp) + 0.1*L_tv
@@ -25,14 +33,21 @@ from torch import Tensor, nn
 
 from pconv_cli.errors import PconvError
 from pconv_cli.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from pconv_cli.train.distributed import all_reduce_mean
 
 __all__ = [
+    "AdversarialLoss",
+    "FeatureMatchingLoss",
+    "HingeGANLoss",
     "InpaintingLoss",
     "LossWeights",
+    "NonSaturatingGANLoss",
+    "R1Penalty",
     "VGG16Features",
     "VGGWeightsError",
     "gram_matrix",
     "load_vgg16_features",
+    "masked_l1",
     "total_variation",
 ]
 
@@ -233,3 +248,100 @@ class InpaintingLoss(nn.Module):
             total = total + w.perceptual * (terms["perceptual_out"] + terms["perceptual_comp"])
             total = total + w.style * (terms["style_out"] + terms["style_comp"])
         return total, {k: v.detach() for k, v in terms.items()}
+
+
+# --------------------------------------------------------------------------- masked L1 and GANs
+
+
+def masked_l1(output: Tensor, target: Tensor, weight: Tensor, eps: float = 1e-12) -> Tensor:
+    """``sum(|output - target| * weight) / sum(weight)``, ``weight`` (N, 1, H, W) over channels.
+
+    Under DDP the denominator is the mean over ranks of ``sum(weight)``, so the
+    average of the ranks' losses is the global batch's masked mean (and DDP trains
+    what one process with the global batch would).
+    """
+    weight = weight.expand_as(output)
+    total = all_reduce_mean(weight.sum().detach().reshape(1))[0]
+    return ((output - target).abs() * weight).sum() / (total + eps)
+
+
+class AdversarialLoss:
+    """A GAN objective on raw discriminator scores (any shape; means over all elements).
+
+    ``discriminator(real, fake)`` returns the discriminator's terms by name (their sum
+    is its loss); ``generator(fake)`` the generator's adversarial term. Computed in
+    float32 whatever the autocast dtype.
+    """
+
+    def discriminator(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def generator(self, fake: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class HingeGANLoss(AdversarialLoss):
+    """Hinge loss (SN-PatchGAN, DeepFillv2): D ``relu(1 - real) + relu(1 + fake)``, G ``-fake``."""
+
+    def discriminator(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        return {
+            "d_real": F.relu(1.0 - real.float()).mean(),
+            "d_fake": F.relu(1.0 + fake.float()).mean(),
+        }
+
+    def generator(self, fake: Tensor) -> Tensor:
+        return -fake.float().mean()
+
+
+class NonSaturatingGANLoss(AdversarialLoss):
+    """Non-saturating logistic loss (StyleGAN2, LaMa): D ``softplus(-real) + softplus(fake)``,
+    G ``softplus(-fake)``."""
+
+    def discriminator(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        return {
+            "d_real": F.softplus(-real.float()).mean(),
+            "d_fake": F.softplus(fake.float()).mean(),
+        }
+
+    def generator(self, fake: Tensor) -> Tensor:
+        return F.softplus(-fake.float()).mean()
+
+
+class R1Penalty:
+    """R1 gradient penalty (Mescheder et al. 2018) on real inputs: ``weight/2 * E[|grad|^2]``.
+
+    ``real_inputs`` must require grad and ``real_scores`` be computed from them; the
+    squared gradient norm is summed per sample over all its input elements, then
+    averaged over the batch. ``create_graph`` so the penalty itself backpropagates.
+    """
+
+    def __init__(self, weight: float):
+        self.weight = weight
+
+    def __call__(self, real_scores: Tensor, real_inputs: Tensor) -> Tensor:
+        (grad,) = torch.autograd.grad(
+            real_scores.float().sum(), real_inputs, create_graph=True, only_inputs=True
+        )
+        return self.weight / 2 * grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+class FeatureMatchingLoss:
+    """Discriminator feature matching: mean over layers of ``mean |f_fake - f_real|``.
+
+    ``real`` features are targets (detached); with ``mask`` (N, 1, H, W; resized to
+    each layer by area) the L1 is averaged over the masked positions only.
+    """
+
+    def __call__(
+        self, fake: list[Tensor], real: list[Tensor], mask: Tensor | None = None
+    ) -> Tensor:
+        losses = []
+        for f_fake, f_real in zip(fake, real, strict=True):
+            diff = (f_fake.float() - f_real.detach().float()).abs()
+            if mask is None:
+                losses.append(diff.mean())
+                continue
+            weight = F.interpolate(mask.float(), size=diff.shape[-2:], mode="area")
+            weight = weight.expand_as(diff)
+            losses.append((diff * weight).sum() / weight.sum().clamp_min(1e-12))
+        return torch.stack(losses).mean()

@@ -5,7 +5,8 @@
 - ``save_checkpoint(path, model, ...)``: safetensors with ``family`` + ``config``;
 - ``list_weights()``: the zoo; ``open_weights(spec)``: the :class:`Weights` behind
   a name or file, before a model is built;
-- ``register_converter(name, detect=..., convert=...)``: teach pconv a new format.
+- ``register_converter(name, detect=..., convert=...)``: teach pconv a new format
+  (pconv's own converters live in their family's folder and register with it).
 """
 
 from pconv_cli.weights.checkpoint import (
@@ -25,13 +26,6 @@ from pconv_cli.weights.formats import (
 from pconv_cli.weights.hub import cached_weights_path, fetch_weights
 from pconv_cli.weights.loading import load_model, model_from_weights, open_weights
 from pconv_cli.weights.zoo import DEFAULT_WEIGHTS, ZOO, WeightsEntry, get_weights, list_weights
-
-# Built-in converters register themselves on import, in detection order.
-# isort: off
-from pconv_cli.weights import mmagic as _mmagic  # noqa: F401
-from pconv_cli.weights import naoto0804 as _naoto0804  # noqa: F401
-from pconv_cli.weights import bare as _bare  # noqa: F401
-# isort: on
 
 __all__ = [
     "DEFAULT_WEIGHTS",

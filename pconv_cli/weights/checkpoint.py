@@ -53,7 +53,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "pconv"
 FORMAT_VERSION = "2"
-_V1_FAMILIES = {"pconv": "pconv_unet", "unet": "unet"}
 _V1_KEYS = ("arch", "layers", "width", "upsampling", "normalization")
 
 
@@ -196,9 +195,12 @@ def _family_and_config(path: Path, metadata: Mapping[str, str]) -> tuple[str, An
         missing = [k for k in _V1_KEYS if k not in metadata]
         if missing:
             raise WeightsError(f"{path} metadata lacks family (or {', '.join(missing)})")
-        family = _V1_FAMILIES.get(metadata["arch"])
-        if family is None:
-            raise WeightsError(f"{path}: unknown arch {metadata['arch']!r} in its metadata")
+        try:  # version 1's arch names are the registry's names or aliases (pconv, unet)
+            family = get_family(metadata["arch"]).name
+        except ModelError:
+            raise WeightsError(
+                f"{path}: unknown arch {metadata['arch']!r} in its metadata"
+            ) from None
         options = {
             "layers": int(metadata["layers"]),
             "width": float(metadata["width"]),

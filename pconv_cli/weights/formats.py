@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pconv_cli.models.families import load_families
 from pconv_cli.models.registry import ModelError, make_config
 from pconv_cli.weights.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -78,17 +79,23 @@ def register_converter(
     return converter
 
 
+def _converters() -> dict[str, Converter]:
+    """The registered converters (the families' register on first use), in detection order."""
+    load_families()
+    return _CONVERTERS
+
+
 def list_converters() -> list[str]:
     """Names of the registered converters, in detection order."""
-    return list(_CONVERTERS)
+    return list(_converters())
 
 
 def get_converter(name: str) -> Converter:
     """The converter called ``name`` (a WeightsError if there is none)."""
     try:
-        return _CONVERTERS[name]
+        return _converters()[name]
     except KeyError:
-        known = ", ".join(_CONVERTERS)
+        known = ", ".join(_converters())
         raise WeightsError(f"unknown weights format {name!r}; known: {known}") from None
 
 
@@ -107,7 +114,7 @@ def count_levels(state: Mapping[str, Tensor], pattern: str) -> int:
 
 def detect_format(state: Mapping[str, Tensor]) -> str | None:
     """The name of the first converter that recognises ``state``'s keys, or None."""
-    for converter in _CONVERTERS.values():
+    for converter in _converters().values():
         if converter.detect(state):
             return converter.name
     return None

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pconv_cli.models.registry import get_family
+from pconv_cli.models.registry import ModelError, get_family, make_config
 from pconv_cli.weights.checkpoint import Weights, as_float32, check_state_dict
 from pconv_cli.weights.errors import WeightsError
-from pconv_cli.weights.formats import read_weights_file
+from pconv_cli.weights.formats import read_state_file, read_weights_file
 from pconv_cli.weights.hub import fetch_weights
-from pconv_cli.weights.zoo import ZOO
+from pconv_cli.weights.zoo import ZOO, WeightsEntry, resolve_weights
 
 __all__ = ["load_model", "model_from_weights", "open_weights"]
 
@@ -31,10 +31,10 @@ def open_weights(spec: str, *, progress: bool = True) -> Weights:
     ``source`` (the file read) and, for a zoo entry, ``name``.
     """
     path = Path(spec).expanduser()
-    if spec in ZOO and not path.is_file():
-        entry = ZOO[spec]
+    entry = None if path.is_file() else resolve_weights(spec)
+    if entry is not None:
         file = fetch_weights(entry, progress=progress)
-        weights = read_weights_file(file)
+        weights = _read_entry_file(entry, file)
         if weights.source_format != entry.source_format:
             raise WeightsError(
                 f"{file} is a {weights.source_format} checkpoint, {entry.name} should be "
@@ -58,6 +58,18 @@ def open_weights(spec: str, *, progress: bool = True) -> Weights:
         f"--weights {spec}: no such file and no such published weights "
         f"(known: {', '.join(ZOO)}; see 'pconv weights list')"
     )
+
+
+def _read_entry_file(entry: WeightsEntry, file: Path) -> Weights:
+    """A zoo entry's file: a format a converter reads, or (``state-dict``) a bare state dict
+    of the entry's family and config (e.g. torchvision's classifier weights)."""
+    if entry.source_format != "state-dict":
+        return read_weights_file(file)
+    try:
+        config = make_config(entry.family, entry.config)
+    except ModelError as exc:
+        raise exc.prefixed(entry.name) from None
+    return Weights(read_state_file(file), entry.family, config, {"source_format": "state-dict"})
 
 
 def model_from_weights(weights: Weights, *, device: str | torch.device = "cpu") -> nn.Module:

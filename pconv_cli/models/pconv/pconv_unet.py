@@ -254,6 +254,7 @@ class PConvUNet(nn.Module):
 @register_model(
     "pconv_unet",
     config=UNetConfig,
+    task="pconv",
     aliases=("pconv",),
     description="PConv U-Net (Liu et al., ECCV 2018): partial convolutions, MMagic's layout",
 )

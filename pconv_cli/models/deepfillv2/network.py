@@ -55,6 +55,8 @@ _ENCODERS = {
 }
 _DECODER = [128, 128, 64, 64, 32, 16]
 _FACTOR = 0.75  # MMagic's channel factor of the encoders, necks and stage-1 decoder
+BASE_WIDTH = _ENCODERS["stage1"][0] * _FACTOR
+"""Output channels of the stage-1 ``enc1`` feature branch at width 1 (its gated conv has twice)."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from pconv_cli.models.registry import (
@@ -96,33 +95,20 @@ def _last_linear(net: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
     return found
 
 
-def _state_from_file(path: Path) -> dict[str, Tensor]:
-    from pconv_cli.weights.errors import WeightsError
+def _weights_state(arch: str, spec: str) -> dict[str, Tensor]:
+    """The tensors ``weights=spec`` names: a local state-dict file, or a torchvision weights
+    name of ``arch`` (``IMAGENET1K_V1``), which is the zoo entry ``<arch>.<name>`` fetched
+    into the hub cache with its hash checked, like every other published weights."""
     from pconv_cli.weights.formats import read_state_file
+    from pconv_cli.weights.hub import fetch_weights
+    from pconv_cli.weights.zoo import get_weights
 
-    try:
+    path = Path(spec).expanduser()
+    if path.is_file():
         return read_state_file(path)
-    except WeightsError as exc:
-        raise ModelError(str(exc)) from None
-
-
-def _torchvision_state(arch: str, name: str) -> dict[str, Tensor]:
-    """State dict of torchvision's weights ``name`` (e.g. ``IMAGENET1K_V1``) from the hub cache."""
-    import torchvision
-
-    try:
-        weights = torchvision.models.get_model_weights(arch)[name]
-    except (KeyError, ValueError):
-        raise ModelError(f"{arch} has no torchvision weights {name!r}") from None
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-    try:
-        return weights.get_state_dict(progress=True, check_hash=True)
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(
-            f"cannot load {arch} weights {name} ({reason}); download {weights.url} to {cache} "
-            "or pass a weights file"
-        ) from None
+    if path.suffix or len(path.parts) > 1:
+        raise ModelError(f"weights file not found: {path}")
+    return read_state_file(fetch_weights(get_weights(f"{arch}.{spec}")))
 
 
 def _build(
@@ -133,12 +119,7 @@ def _build(
     family = (PREFIX if config.partial_padding else "") + config.arch
     net = torchvision.models.get_model(config.arch, weights=None, num_classes=config.num_classes)
     if weights is not None and str(weights).lower() != "none":
-        path = Path(weights).expanduser()
-        state = _state_from_file(path) if path.is_file() else None
-        if state is None:
-            if path.suffix or len(path.parts) > 1:
-                raise ModelError(f"weights file not found: {path}")
-            state = _torchvision_state(config.arch, str(weights))
+        state = _weights_state(config.arch, str(weights))
         parent, name, head = _last_linear(net)
         head_rows = state.get(f"{_path_of(net, head)}.weight")
         if head_rows is not None and head_rows.shape[0] != config.num_classes:
@@ -163,12 +144,8 @@ def _path_of(net: nn.Module, module: nn.Module) -> str:
 
 def _load(net: nn.Module, state: dict[str, Tensor], source: str) -> None:
     from pconv_cli.weights.checkpoint import check_state_dict
-    from pconv_cli.weights.errors import WeightsError
 
-    try:
-        check_state_dict(net, state, source)
-    except WeightsError as exc:
-        raise ModelError(str(exc)) from None
+    check_state_dict(net, state, source)
     net.load_state_dict(state)
 
 

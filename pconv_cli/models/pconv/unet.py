@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pconv_cli.models.inpainting import InpaintingModel, check_inputs, pad_to_multiple
-from pconv_cli.models.pconv_unet import UNetConfig, Upsampling, encoder_channels
+from pconv_cli.models.pconv.pconv_unet import UNetConfig, Upsampling, encoder_channels
 from pconv_cli.models.registry import register_model
 from pconv_cli.nn.blocks import ConvBlock
 
@@ -88,6 +88,7 @@ class UNet(nn.Module):
 @register_model(
     "unet",
     config=UNetConfig,
+    task="pconv",
     description="plain-convolution U-Net with the PConv U-Net's topology (baseline)",
 )
 def unet(config: UNetConfig) -> InpaintingModel:
