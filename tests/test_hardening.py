@@ -339,7 +339,9 @@ def test_17_finetune_fits_the_machine_and_the_weights(tmp_path):
     assert config.size == 48 and config.stage == 2 and config.lr == 5e-5
     assert config.workers <= (os.cpu_count() or 1)
     result = CliRunner().invoke(app, ["finetune", "--help"], env={"COLUMNS": "240"})
-    assert "[default: PConv U-Net 800000 stage 1, 500000 stage 2" in result.output
+    assert "PConv U-Net: 800000 steps at lr 2e-4 (stage 1), 500000 at 5e-5 (stage 2" in " ".join(
+        result.output.split()
+    )
 
 
 # 18 -----------------------------------------------------------------------------------------

@@ -91,7 +91,8 @@ class TrainingInterrupted(TrainingError, Interrupted):
 
 class StopRequests:
     """While active (main thread only): SIGINT/SIGTERM ask the loop to stop at the next step
-    boundary (``requested``); a second signal raises ``KeyboardInterrupt`` at once."""
+    boundary (``requested``); a second one raises ``KeyboardInterrupt`` at once. SIGHUP (a
+    launched worker's launcher died; the kernel may repeat it) only asks, never escalates."""
 
     def __init__(self) -> None:
         self.requested: str | None = None
@@ -99,7 +100,10 @@ class StopRequests:
 
     def __enter__(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # SIGHUP: not on Windows
+                signum = getattr(signal, name, None)
+                if signum is None:
+                    continue
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -108,9 +112,9 @@ class StopRequests:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
+        if self.requested and signal.Signals(signum).name != "SIGHUP":
             raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
+        self.requested = self.requested or signal.Signals(signum).name
 
 
 def ignore_interrupts(worker_id: int) -> None:

@@ -8,7 +8,8 @@ done, 1 failed, 130 interrupted (Ctrl-C/SIGTERM, reported as such).
 
 SIGTERM raises ``KeyboardInterrupt`` here (a training loop replaces that with a
 stop at the next step boundary), and on Linux the worker asks the kernel for a
-SIGTERM when the launcher dies, so a killed launcher never leaves a run training.
+SIGHUP when the launcher dies (handled the same way, once), so a killed launcher
+never leaves a run training.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from pathlib import Path
 
 
 def _parent_death_signal() -> None:
-    """Linux: SIGTERM this process when its parent (the launcher) dies (best effort)."""
+    """Linux: SIGHUP this process when its parent (the launcher) dies (best effort).
+
+    The kernel sends it once per thread of the dead parent (a launcher has several), so
+    it is SIGHUP, which never escalates the way a second Ctrl-C/SIGTERM does."""
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
@@ -32,12 +36,14 @@ def _parent_death_signal() -> None:
 
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        libc.prctl(pr_set_pdeathsig, signal.SIGHUP)
         if os.getppid() == 1:  # the launcher is already gone
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGHUP)
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    if signal.Signals(signum).name == "SIGHUP":  # the launcher died: stop once, not again
+        signal.signal(signum, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -50,6 +56,8 @@ def _report(folder: Path, rank: int, message: str, exit_code: int) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _interrupt)
     _parent_death_signal()
     spec_path = Path(sys.argv[1])
     folder = spec_path.parent
