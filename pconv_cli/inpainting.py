@@ -28,7 +28,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,12 +36,9 @@ from PIL import Image
 from torch import nn
 
 from pconv_cli.data.images import (
-    IMAGE_SUFFIXES,
-    SUFFIX_OF_FORMAT,
     ImageDepthWarning,
     ImageError,
     LoadedImage,
-    find_images,
     format_for_suffix,
     load_image,
     output_image,
@@ -51,7 +47,7 @@ from pconv_cli.data.images import (
 )
 from pconv_cli.data.masks import MaskContentWarning, MaskError, MaskResizedWarning, load_mask
 from pconv_cli.data.panels import PanelRow, hole_panel, panel_grid
-from pconv_cli.errors import UsageError
+from pconv_cli.inpaint_jobs import InpaintJob, RequestError, plan_jobs
 
 __all__ = [
     "DEFAULT_CROP_TRIGGER",
@@ -319,24 +315,6 @@ def concat_panels(loaded: LoadedImage, hole: np.ndarray, rgb: np.ndarray) -> Ima
 # --------------------------------------------------------------------------- files and folders
 
 
-class RequestError(UsageError, ValueError):
-    """A request that cannot be planned (a usage error); ``option`` names the culprit."""
-
-    def __init__(self, message: str, option: str):
-        super().__init__(message)
-        self.option = option
-
-
-@dataclass
-class InpaintJob:
-    """One image, its ``mask`` file and ``out`` path, or the ``problem`` that stops it."""
-
-    image: Path
-    mask: Path | None
-    out: Path
-    problem: str | None = None
-
-
 @dataclass(frozen=True)
 class InpaintOptions:
     """How every job of a run is done (see :func:`inpaint_image` for the strategy options).
@@ -377,105 +355,6 @@ class JobResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def _mask_index(folder: Path) -> dict[str, list[Path]]:
-    index: dict[str, list[Path]] = {}
-    for path in find_images(folder, recursive=False):
-        index.setdefault(path.stem, []).append(path)
-    return index
-
-
-def _mask_for(
-    image: Path, mask: Path, index: dict[str, list[Path]] | None
-) -> tuple[Path | None, str | None]:
-    if index is None:
-        return mask, None
-    found = index.get(image.stem, [])
-    if not found:
-        return None, f"no mask named {image.stem}.* in {mask}"
-    if len(found) > 1:
-        names = ", ".join(p.name for p in found)
-        return None, f"several masks match {image.name} in {mask}: {names}"
-    return found[0], None
-
-
-def _default_out(source: Path, file_format: str | None) -> Path:
-    """Where an output goes without ``-o``: ``photo_inpainted.jpg`` / ``photos_inpainted/``."""
-    if source.is_dir():
-        return source.with_name(f"{source.name}_inpainted")
-    suffix = SUFFIX_OF_FORMAT[file_format] if file_format else source.suffix
-    return source.with_name(f"{source.stem}_inpainted{suffix}")
-
-
-def plan_jobs(
-    source: Path,
-    mask: Path,
-    out: Path | None = None,
-    file_format: str | None = None,
-    *,
-    overwrite: bool = False,
-) -> list[InpaintJob]:
-    """The jobs of ``pconv inpaint SOURCE --mask MASK [-o OUT]``; a bad request is a RequestError.
-
-    ``source`` is an image or a folder (not recursive); ``mask`` one mask file for
-    every image or a folder of masks matched by file stem (``photo.jpg`` <-
-    ``photo.png``); ``out`` a file (its suffix gives the format) or an existing
-    folder for one image, a folder (never the input folder) for a folder; without
-    ``out``: ``photo_inpainted.<suffix>`` beside the image, ``DIR_inpainted/`` beside
-    the folder. Existing files, the input above all, are only replaced with
-    ``overwrite``. Per-image problems (no matching mask, two outputs with one name)
-    are recorded in the job, not raised.
-    """
-    if not source.exists():
-        raise RequestError(f"{source} does not exist", "IMAGE|DIR")
-    if not mask.exists():
-        raise RequestError(f"{mask} does not exist", "--mask")
-    index = _mask_index(mask) if mask.is_dir() else None
-    if out is None:
-        out = _default_out(source, file_format)
-    if source.is_file():
-        if out.is_dir():
-            suffix = SUFFIX_OF_FORMAT[file_format] if file_format else source.suffix
-            out = out / f"{source.stem}{suffix}"
-        elif format_for_suffix(out.suffix) is None:
-            known = ", ".join(sorted(set(SUFFIX_OF_FORMAT.values()) | {".jpeg", ".tiff"}))
-            raise RequestError(
-                f"-o {out}: unknown image suffix {out.suffix or '(none)'}; use {known} "
-                "or an existing folder",
-                "-o",
-            )
-        elif file_format and format_for_suffix(out.suffix) != file_format:
-            raise RequestError(
-                f"--format {file_format.lower()} but -o {out} says otherwise", "--format"
-            )
-        if out.exists() and not overwrite:
-            what = "is the input image" if out.resolve() == source.resolve() else "exists"
-            raise RequestError(f"{out} {what}; pass --overwrite to replace it", "-o")
-        found, problem = _mask_for(source, mask, index)
-        return [InpaintJob(source, found, out, problem)]
-    if out.exists() and not out.is_dir():
-        raise RequestError(f"{out} is a file; a folder input needs an output folder", "-o")
-    if out.resolve() == source.resolve():
-        raise RequestError("the output folder must differ from the input folder", "-o")
-    images = find_images(source, recursive=False)
-    if not images:
-        raise RequestError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}", "IMAGE|DIR")
-    jobs: list[InpaintJob] = []
-    taken: dict[Path, Path] = {}
-    for image in images:
-        name = f"{image.stem}{SUFFIX_OF_FORMAT[file_format]}" if file_format else image.name
-        target = out / name
-        found, problem = _mask_for(image, mask, index)
-        if target in taken:
-            problem = f"its output {target.name} would overwrite that of {taken[target].name}"
-        taken.setdefault(target, image)
-        jobs.append(InpaintJob(image, found, target, problem))
-    existing = [job.out for job in jobs if job.out.exists()]
-    if existing and not overwrite:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise RequestError(f"{existing[0]}{more} exist; pass --overwrite to replace them", "-o")
-    return jobs
 
 
 def _first_line(error: BaseException) -> str:

@@ -30,9 +30,11 @@ _PANEL_OPT = "Optimisation"
 _PANEL_SCALE = "Scale and speed"
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(code)
+def _fail(message: str, code: int = 1) -> Exception:
+    """The error to raise: a usage error (exit code 2) or a failed job (1)."""
+    from pconv_cli.errors import PconvError, UsageError
+
+    return UsageError(message) if code == 2 else PconvError(message)
 
 
 @classify_app.command("train", cls=Command)
@@ -246,17 +248,27 @@ def eval_command(
     from rich.table import Table
 
     from pconv_cli.data.classification import ImageFolderDataset
+    from pconv_cli.data.images import find_images
     from pconv_cli.devices import resolve_device
     from pconv_cli.evaluation.classification import evaluate_classifier
-    from pconv_cli.files import atomic_write
-    from pconv_cli.weights import model_from_weights, open_weights
+    from pconv_cli.files import (
+        atomic_write,
+        input_clash,
+        remove_stale_temporaries,
+        writable_problem,
+    )
+    from pconv_cli.weights import expect_kind, model_from_weights, open_weights
 
     console = Console(soft_wrap=True, highlight=False)
-    loaded = open_weights(weights)
+    if json_out is not None:  # before any work: a report must not cost the inputs
+        problem = writable_problem(json_out) or input_clash(
+            json_out, [weights, *(find_images(data) if data.is_dir() else [])]
+        )
+        if problem:
+            raise _fail(f"--json {json_out}: {problem}; write the report elsewhere", 2)
+    loaded = expect_kind(open_weights(weights), "classification")
     if arch and loaded.family != arch:
         raise _fail(f"--weights {weights} holds a {loaded.family}, not a {arch}")
-    if not hasattr(loaded.config, "num_classes"):
-        raise _fail(f"--weights {weights} holds a {loaded.family} model, not a classifier")
     classes = json.loads(loaded.metadata["classes"]) if "classes" in loaded.metadata else None
     crop = size or int(loaded.metadata.get("size", 224))
     dataset = ImageFolderDataset(data, size=crop, train=False, classes=classes)
@@ -287,5 +299,9 @@ def eval_command(
         text = json.dumps(
             {"weights": weights, "family": loaded.family, **result.to_json()}, indent=2
         )
-        atomic_write(json_out, lambda tmp: tmp.write_text(text + "\n"))
+        remove_stale_temporaries(json_out.parent)
+        try:
+            atomic_write(json_out, lambda tmp: tmp.write_text(text + "\n"))
+        except OSError as error:
+            raise _fail(f"cannot write {json_out}: {error.strerror or error}") from None
         console.print(f"wrote {escape(str(json_out))}")

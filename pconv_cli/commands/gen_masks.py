@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from pconv_cli.data.masks import ManifestRow
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(code)
+def _fail(message: str, code: int = 1) -> Exception:
+    """The error to raise: a usage error (exit code 2) or a failed job (1)."""
+    from pconv_cli.errors import PconvError, UsageError
+
+    return UsageError(message) if code == 2 else PconvError(message)
 
 
 def _resolve_size(size: int, height: int | None, width: int | None) -> tuple[int, int]:
@@ -38,6 +40,13 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise _fail(f"OUT_DIR {out_dir} exists and is not a folder", 2)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise _fail(f"OUT_DIR {out_dir} is not empty; pass --overwrite to write into it", 2)
+    from pconv_cli.files import writable_problem
+
+    problem = writable_problem(out_dir, folder=True) or (
+        writable_problem(out_dir.resolve().parent, folder=True) if out_dir.exists() else None
+    )  # the new set is written beside OUT_DIR, then swapped in
+    if problem:
+        raise _fail(f"OUT_DIR {out_dir}: {problem}", 2)
 
 
 def _progress() -> Progress:
@@ -96,7 +105,8 @@ def gen_masks(
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
-        help="Write into a non-empty OUT_DIR, replacing files of the same names.",
+        help="Write into a non-empty OUT_DIR, replacing files of the same names (the new set "
+        "is written beside it and swapped in when complete).",
         **FLAG,
     ),
 ) -> None:

@@ -103,6 +103,10 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "seed",
 )
 
+MAX_MASK_PIXELS = 8192 * 8192
+"""Largest mask (height x width) :func:`check_mask_request` accepts: a 100000 px side
+would need tens of GB before the first stroke is drawn."""
+
 _BASE_MARGIN = 50
 """Default no-border margin in pixels at a 512-pixel shorter side."""
 
@@ -525,6 +529,11 @@ def check_mask_request(
         raise MaskError(
             f"mask size {width}x{height} is too small (at least {_MIN_SIDE}x{_MIN_SIDE})"
         )
+    if height * width > MAX_MASK_PIXELS:
+        raise MaskError(
+            f"mask size {width}x{height} is too large: at most {MAX_MASK_PIXELS / 1e6:.0f} MP "
+            "per mask (e.g. 8192x8192); a smaller mask is resized to each image it is used with"
+        )
     margin = default_margin(size) if margin is None else margin
     if margin < 0:
         raise MaskError(f"margin must be >= 0, got {margin}")
@@ -851,3 +860,10 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:
             return rows
     except OSError as error:
         raise MaskError(f"cannot read manifest {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise MaskError(
+            f"manifest {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+            f"offset {error.start})"
+        ) from None
+    except csv.Error as error:
+        raise MaskError(f"manifest {path} is not a readable CSV file ({error})") from None

@@ -21,7 +21,7 @@ from pconv_cli.weights.formats import read_weights_file
 from pconv_cli.weights.hub import fetch_weights
 from pconv_cli.weights.zoo import ZOO
 
-__all__ = ["load_model", "model_from_weights", "open_weights"]
+__all__ = ["expect_kind", "load_model", "model_from_weights", "open_weights"]
 
 
 def open_weights(spec: str, *, progress: bool = True) -> Weights:
@@ -58,6 +58,21 @@ def open_weights(spec: str, *, progress: bool = True) -> Weights:
         f"--weights {spec}: no such file and no such published weights "
         f"(known: {', '.join(ZOO)}; see 'pconv weights list')"
     )
+
+
+def expect_kind(weights: Weights, kind: str, what: str = "--weights") -> Weights:
+    """``weights`` if their family is of ``kind`` (``inpainting``, ``classification``);
+    else a :class:`WeightsError` saying which family the file holds (before any model
+    is built, so a classifier given to ``inpaint`` is one line, not a TypeError)."""
+    family = get_family(weights.family)
+    if family.kind != kind:
+        source = weights.metadata.get("name") or weights.metadata.get("source", "")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise WeightsError(
+            f"{what} {source} holds a {family.name} model ({family.kind}), "
+            f"not {article} {kind} model"
+        )
+    return weights
 
 
 def model_from_weights(weights: Weights, *, device: str | torch.device = "cpu") -> nn.Module:
