@@ -25,6 +25,7 @@ Strategies (``strategy=``):
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from torch import nn
 from pconv_cli.data.images import (
     ImageDepthWarning,
     ImageError,
+    ImageMetadataWarning,
     LoadedImage,
     format_for_suffix,
     load_image,
@@ -261,6 +263,12 @@ def _inpaint_resized(
     return up[0].permute(1, 2, 0).clamp_(0.0, 1.0).numpy(), Window(0, 0, size[1], size[0])
 
 
+def _pass_limit(shape: tuple[int, int], max_pixels: int) -> int:
+    """The long side a ``shape`` (height, width) picture shrinks to for <= ``max_pixels``."""
+    height, width = shape
+    return max(16, int(max(height, width) * math.sqrt(max_pixels / (height * width))))
+
+
 def inpaint_image(
     model: nn.Module,
     image: np.ndarray,
@@ -271,12 +279,15 @@ def inpaint_image(
     min_window: int = DEFAULT_MIN_WINDOW,
     resize_limit: int = DEFAULT_RESIZE_LIMIT,
     crop_trigger: int = DEFAULT_CROP_TRIGGER,
+    max_pass_pixels: int | None = None,
 ) -> InpaintResult:
     """Fill the holes of a uint8 RGB ``image`` (``hole`` True = hole) with ``model``.
 
     ``model`` maps RGB in [0, 1] + mask (1 = valid) to RGB (``InpaintingModel``).
     Known pixels of the result are byte-identical to ``image``. See the module
-    docstring for the strategies.
+    docstring for the strategies. ``max_pass_pixels`` bounds memory: a model pass
+    (the whole image, or a crop window) larger than that runs shrunk to fit, as
+    ``resize`` does (memory grows with the pixels of a pass: see ``pconv serve``).
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
@@ -288,6 +299,11 @@ def inpaint_image(
     if not hole.any():
         return InpaintResult(result, strategy)
     whole = Window(0, 0, *hole.shape)
+    too_big = max_pass_pixels is not None and hole.size > max_pass_pixels
+    if strategy == "full" and too_big:
+        strategy, resize_limit = "resize", _pass_limit(hole.shape, max_pass_pixels)
+    elif strategy == "resize" and too_big:
+        resize_limit = min(resize_limit, _pass_limit(hole.shape, max_pass_pixels))
     if strategy == "resize" and max(hole.shape) > resize_limit:
         output, window = _inpaint_resized(model, image, hole, resize_limit)
         _paste(result, output, hole)
@@ -300,7 +316,11 @@ def inpaint_image(
         for window in windows:
             rows, cols = window.slices
             sub_hole = hole[rows, cols]
-            output = predict(model, image[rows, cols], sub_hole)
+            if max_pass_pixels is not None and sub_hole.size > max_pass_pixels:
+                limit = _pass_limit(sub_hole.shape, max_pass_pixels)
+                output, _ = _inpaint_resized(model, image[rows, cols], sub_hole, limit)
+            else:
+                output = predict(model, image[rows, cols], sub_hole)
             _paste(result[rows, cols], output, sub_hole)
         return InpaintResult(result, strategy, windows)
     _paste(result, predict(model, image, hole), hole)
@@ -322,7 +342,8 @@ class InpaintOptions:
     ``file_format``: Pillow format of the outputs (None: the output suffix's, else
     the input's); ``quality``: JPEG/WebP quality; ``concat``: write input | mask |
     result instead of the result; ``dilate``: grow holes by that many pixels;
-    ``invert_mask``: mask files are black = hole.
+    ``invert_mask``: mask files are black = hole; ``max_pass_pixels``: the largest
+    model pass (None: no limit).
     """
 
     invert_mask: bool = False
@@ -335,6 +356,7 @@ class InpaintOptions:
     file_format: str | None = None
     quality: int | None = None
     concat: bool = False
+    max_pass_pixels: int | None = None
 
 
 @dataclass
@@ -392,6 +414,7 @@ def inpaint_file(model: nn.Module, job: InpaintJob, options: InpaintOptions) -> 
                 min_window=options.min_window,
                 resize_limit=options.resize_limit,
                 crop_trigger=options.crop_trigger,
+                max_pass_pixels=options.max_pass_pixels,
             )
             file_format = (
                 options.file_format or format_for_suffix(job.out.suffix) or loaded.format
@@ -401,7 +424,7 @@ def inpaint_file(model: nn.Module, job: InpaintJob, options: InpaintOptions) -> 
             else:
                 picture = output_image(loaded, filled.image, hole, file_format)
             save_image(job.out, picture, loaded, file_format=file_format, quality=options.quality)
-        told = (MaskResizedWarning, MaskContentWarning, ImageDepthWarning)
+        told = (MaskResizedWarning, MaskContentWarning, ImageDepthWarning, ImageMetadataWarning)
         result.notes += [
             (w.category.__name__, str(w.message)) for w in caught if issubclass(w.category, told)
         ]
