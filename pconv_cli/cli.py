@@ -82,6 +82,18 @@ def _root(
     ),
 ) -> None:
     """Image inpainting with partial convolutions."""
+    _torch_cache_outside_tmp()
+
+
+def _torch_cache_outside_tmp() -> None:
+    """torch's compile cache goes to the user's cache folder (``~/.cache/pconv/torchinductor``)
+    unless ``TORCHINDUCTOR_CACHE_DIR`` says otherwise: importing torchvision alone makes
+    ``$TMPDIR/torchinductor_<user>``, which a project-local TMPDIR would keep forever."""
+    import os
+
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(base, "pconv", "torchinductor")
 
 
 app.command("train", cls=Command)(train)

@@ -27,6 +27,7 @@ classify_app = command_group(
 )
 
 _PANEL_OPT = "Optimisation"
+_ARCH_METAVAR = "[pd_resnet50|resnet50|pd_vgg16_bn|...|NAME]"
 _PANEL_SCALE = "Scale and speed"
 
 
@@ -42,6 +43,8 @@ def train_command(
     data: Path = typer.Option(
         None,
         "--data",
+        "--folder",
+        "-f",
         help="Folder with train/CLASS/ and val/CLASS/ image folders. "
         "[default: none; required unless --resume]",
     ),
@@ -49,12 +52,15 @@ def train_command(
     arch: str = typer.Option(
         "pd_resnet50",
         "--arch",
-        help="Any torchvision classifier name; the pd_ prefix gives partial-convolution padding.",
+        metavar=_ARCH_METAVAR,
+        help="Any torchvision classifier (resnet*, vgg*_bn, densenet*, mobilenet_*, ...); the "
+        "pd_ prefix gives partial-convolution padding.",
     ),
     weights: str = typer.Option(
         None,
         "--weights",
         "--init",
+        "-w",
         help="Start from torchvision weights by name (e.g. IMAGENET1K_V1: zero-padding ImageNet "
         "weights, NVIDIA's recommended start for pd_ models) or a weights file. [default: none]",
     ),
@@ -68,6 +74,7 @@ def train_command(
     batch: int = typer.Option(
         None,
         "--batch",
+        "-b",
         min=1,
         help="Global batch, split over the processes. [default: 256]",
         rich_help_panel=_PANEL_OPT,
@@ -99,11 +106,14 @@ def train_command(
     ),
     size: int = typer.Option(None, "--size", min=16, help="Crop size in pixels. [default: 224]"),
     preset: str = typer.Option(
-        None, "--preset", help="demo: 64 px crops, 12 epochs: minutes on a CPU. [default: none]"
+        None,
+        "--preset",
+        metavar="[demo]",
+        help="demo: 64 px crops, 12 epochs: minutes on a CPU. [default: none]",
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out.", **FLAG),
     workers: int = typer.Option(
-        None, "--workers", min=0, help="Data loader processes. [default: 4]"
+        None, "--workers", "-j", min=0, help="Data loader processes. [default: 4]"
     ),
     seed: int = typer.Option(
         None, "--seed", min=0, help="Seed of the weights and of every crop and flip. [default: 0]"
@@ -220,16 +230,19 @@ def eval_command(
     weights: str = typer.Option(
         ..., "--weights", "-w", help="A classifier checkpoint (.safetensors)."
     ),
-    data: Path = typer.Option(..., "--data", help="A labelled folder: CLASS/IMAGE (e.g. DIR/val)."),
+    data: Path = typer.Option(
+        ..., "--data", "--folder", "-f", help="A labelled folder: CLASS/IMAGE (e.g. DIR/val)."
+    ),
     arch: str = typer.Option(
         None,
         "--arch",
+        metavar=_ARCH_METAVAR,
         help="Check the checkpoint is this architecture (e.g. pd_resnet50). [default: any]",
     ),
     size: int = typer.Option(
         None, "--size", min=16, help="Crop size. [default: the training size]"
     ),
-    batch: int = typer.Option(64, "--batch", min=1, help="Images per batch."),
+    batch: int = typer.Option(64, "--batch", "-b", min=1, help="Images per batch."),
     device: str = typer.Option(
         "auto",
         "--device",
@@ -237,7 +250,7 @@ def eval_command(
         callback=device_value,
         help="Where to run (auto: CUDA, then MPS, then CPU).",
     ),
-    workers: int = typer.Option(0, "--workers", min=0, help="Data loader processes."),
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Data loader processes."),
     json_out: Path = typer.Option(
         None, "--json", help="Write the scores and the confusion matrix as JSON. [default: none]"
     ),

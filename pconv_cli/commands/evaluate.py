@@ -184,7 +184,7 @@ def evaluate(
     ),
     invert_mask: bool = typer.Option(
         False,
-        "--invert-mask",
+        "--invert-mask/--no-invert-mask",
         help="Mask files are black = hole (pconv's are white = hole).",
         **FLAG,
     ),

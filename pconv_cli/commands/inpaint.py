@@ -177,7 +177,7 @@ def inpaint(
     ),
     invert_mask: bool = typer.Option(
         False,
-        "--invert-mask",
+        "--invert-mask/--no-invert-mask",
         help="Mask files are black = hole.",
         rich_help_panel=_PANEL_MASK,
         **FLAG,
