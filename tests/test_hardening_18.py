@@ -223,6 +223,20 @@ CASES = [
                                                          "zeros"], 1, ("not UTF-8",)),
     Case("gen-masks --size 100000", lambda ws: ["gen-masks", ws / "big", "--size", "100000"], 2,
          ("too large", "8192x8192")),
+    # found by the adversarial pass ------------------------------------------------------------
+    Case("eval --json and --csv onto one file",
+         _eval("--method", "zeros", "--json", "WS/r.out", "--csv", "WS/r.out"), 2,
+         ("different paths",)),
+    Case("eval --grid that is not a PNG", _eval("--method", "zeros", "--grid", "WS/g.txt"), 2,
+         ("g.png",)),
+    Case("gen-masks --count 10**9 (its plan alone would fill the memory)",
+         lambda ws: ["gen-masks", ws / "huge", "--count", "1000000000"], 2, ("at most",)),
+    Case("gen-masks --overwrite of the folder it runs in",
+         lambda ws: ["gen-masks", ".", "-n", "1", "--size", "32", "--overwrite"], 1,
+         ("holds the current folder",), cwd=lambda ws: ws / "masks"),
+    Case("inpaint -o the folder of the input (the input itself)",
+         lambda ws: ["inpaint", ws / IMGS / "p0.png", "--mask", ws / MASKS / "m1.png", "-w",
+                     ws / W, "-o", ws / IMGS], 2, ("is the input image",)),
 ]  # fmt: skip
 
 

@@ -47,6 +47,7 @@ def _mask_set_path(masks: Path) -> Path:
 
 def _check_options(
     *,
+    grid: Path | None,
     crop: str,
     device: str,
     batch: int,
@@ -68,8 +69,13 @@ def _check_options(
         raise _fail(f"unknown --method {unknown[0]!r}; choose from {', '.join(METHODS)}", 2)
     if crop not in CROP_MODES:
         raise _fail(f"--crop must be one of {', '.join(CROP_MODES)}, got {crop!r}", 2)
-    if device not in DEVICE_CHOICES:
+    if device.split(":")[0].lower() not in DEVICE_CHOICES:  # cuda:N too, as the help says
         raise _fail(f"--device must be one of {', '.join(DEVICE_CHOICES)}, got {device!r}", 2)
+    if grid is not None and grid.suffix.lower() != ".png":
+        raise _fail(f"--grid {grid}: the grid is a PNG; name it {grid.stem}.png", 2)
+    named = [path.resolve() for path in outputs.values() if path is not None]
+    if len(set(named)) < len(named):
+        raise _fail("--json, --csv, --grid and --save-outputs must name different paths", 2)
     for name, value in (("--batch", batch), ("--limit", limit), ("--grid-count", grid_count)):
         if value is not None and value < 1:
             raise _fail(f"{name} must be >= 1, got {value}", 2)
@@ -245,6 +251,7 @@ def evaluate(
 
         checkpoints = [DEFAULT_WEIGHTS]
     _check_options(
+        grid=grid,
         crop=crop,
         device=device,
         batch=batch,

@@ -8,6 +8,7 @@ are imported when the command runs. Never imports torch.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,9 @@ import typer
 
 from pconv_cli.commands._options import FLAG
 from pconv_cli.data.mask_kinds import MASK_KINDS
+
+MAX_MASKS = 1_000_000
+"""Most masks one ``gen-masks`` run writes (its plan alone would fill the memory beyond)."""
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -47,6 +51,14 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     )  # the new set is written beside OUT_DIR, then swapped in
     if problem:
         raise _fail(f"OUT_DIR {out_dir}: {problem}", 2)
+
+
+def _cpus() -> int:
+    """CPUs this process may use (1000 --workers on 8 CPUs would only cost memory)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _progress() -> Progress:
@@ -94,7 +106,9 @@ def gen_masks(
     seed: int = typer.Option(
         0, "--seed", help="Seed; mask k is drawn from numpy default_rng of (seed, k)."
     ),
-    workers: int = typer.Option(1, "--workers", "-j", help="Processes (output is identical)."),
+    workers: int = typer.Option(
+        1, "--workers", "-j", help="Processes, at most the CPUs (output is identical)."
+    ),
     nvidia_buckets: bool = typer.Option(
         False,
         "--nvidia-buckets",
@@ -130,7 +144,7 @@ def gen_masks(
         nvidia_buckets=nvidia_buckets,
     )
     started = time.perf_counter()
-    rows = _write_mask_set(out_dir, jobs, workers)
+    rows = _write_mask_set(out_dir, jobs, min(workers, _cpus()))  # the same files either way
     elapsed = time.perf_counter() - started
     typer.echo(
         f"Wrote {len(rows)} {kind} masks ({mask_size[1]}x{mask_size[0]}, seed {seed}) to "
@@ -166,6 +180,13 @@ def _validated_ratio_range(
     ):
         if value < minimum:
             raise _fail(f"{name} must be >= {minimum}, got {value}", 2)
+    total = count * (len(NVIDIA_BUCKETS) * len(HALVES) if nvidia_buckets else 1)
+    if total > MAX_MASKS:
+        raise _fail(
+            f"--count {count} asks for {total:,} masks; a set holds at most {MAX_MASKS:,} "
+            "(write several sets with different --seed)",
+            2,
+        )
     if nvidia_buckets and (hole_ratio is not None or border is not None):
         raise _fail(
             "--nvidia-buckets sets the hole ratios and border halves itself; "

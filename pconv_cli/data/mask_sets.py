@@ -19,6 +19,7 @@ from pconv_cli.data.masks import (
     MANIFEST_NAME,
     NVIDIA_BUCKETS,
     ManifestRow,
+    MaskError,
     bucket_label,
     format_ratio_range,
     generate_mask,
@@ -153,28 +154,58 @@ def run_jobs(
 
 
 def _keep_other_files(old: Path, new: Path) -> None:
-    """Hard-link (or copy) into ``new`` every file and folder of ``old`` it lacks:
-    ``--overwrite`` replaces files of the same names and keeps the rest."""
+    """Hard-link into ``new`` every file of ``old`` it lacks (``--overwrite`` replaces files of
+    the same names and keeps the rest): the very same files, never copies. A file that
+    cannot be linked (another file system, a permission) stops the swap before ``old`` is
+    touched. Folders are recreated with their mode, times (and owner, as root)."""
     import os
     import shutil
 
-    for folder, dirs, files in os.walk(old):
-        relative = Path(folder).relative_to(old)
-        for name in dirs:
-            target = new / relative / name
-            if not target.exists() and not target.is_symlink():
-                if (Path(folder) / name).is_symlink():
-                    os.symlink(os.readlink(Path(folder) / name), target)
-                else:
-                    target.mkdir()
-        for name in files:
-            source, target = Path(folder) / name, new / relative / name
-            if target.exists() or target.is_symlink() or not target.parent.is_dir():
-                continue
-            try:
-                os.link(source, target, follow_symlinks=False)
-            except OSError:
-                shutil.copy2(source, target, follow_symlinks=False)
+    folders: list[tuple[Path, Path]] = [(old, new)]
+    try:
+        for folder, dirs, files in os.walk(old):
+            source_folder = Path(folder)
+            target_folder = new / source_folder.relative_to(old)
+            for name in dirs:
+                source, target = source_folder / name, target_folder / name
+                if source.is_symlink():
+                    if not target.exists() and not target.is_symlink():
+                        os.symlink(os.readlink(source), target)
+                    continue
+                target.mkdir(exist_ok=True)
+                folders.append((source, target))
+            for name in files:
+                source, target = source_folder / name, target_folder / name
+                if not target.exists() and not target.is_symlink():
+                    os.link(source, target, follow_symlinks=False)
+        for source, target in reversed(folders):  # deepest first: filling changes the times
+            shutil.copystat(source, target, follow_symlinks=False)
+            if os.geteuid() == 0:
+                info = source.stat()
+                os.chown(target, info.st_uid, info.st_gid)
+    except OSError as error:
+        where = error.filename or old
+        raise MaskError(
+            f"cannot keep {where} in the new set ({error.strerror or error}); nothing was "
+            f"changed: move it out of {old} or write the set to an empty folder"
+        ) from None
+
+
+def _check_swappable(out_dir: Path) -> None:
+    """An existing OUT_DIR is replaced by a new folder: it must not be a mount point, nor
+    hold the current folder (the shell in it would be left in a deleted folder)."""
+    import os
+
+    from pconv_cli.files import is_inside
+
+    if not out_dir.is_dir():
+        return
+    if os.path.ismount(out_dir):
+        raise MaskError(f"OUT_DIR {out_dir} is a mount point; write the set to a folder inside it")
+    if is_inside(Path.cwd(), out_dir):
+        raise MaskError(
+            f"OUT_DIR {out_dir} holds the current folder; run gen-masks from outside it"
+        )
 
 
 def _swap_in(new: Path, out_dir: Path) -> None:
@@ -182,7 +213,6 @@ def _swap_in(new: Path, out_dir: Path) -> None:
     import os
     import secrets
     import shutil
-    import stat
 
     from pconv_cli.files import temporary_prefix
 
@@ -193,7 +223,6 @@ def _swap_in(new: Path, out_dir: Path) -> None:
         os.rename(new, out_dir)
         return
     _keep_other_files(out_dir, new)
-    os.chmod(new, stat.S_IMODE(out_dir.stat().st_mode))
     old = out_dir.parent / f"{temporary_prefix(out_dir)}{secrets.token_hex(4)}.old"
     os.rename(out_dir, old)  # from here to the next rename, a crash leaves both aside:
     os.rename(new, out_dir)  # the next run puts the old set back (recover_mask_set)
@@ -243,6 +272,7 @@ def write_mask_set(
         out_dir = out_dir.resolve()  # swap the folder it points to, keep the link
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     recover_mask_set(out_dir)
+    _check_swappable(out_dir)
     new = Path(tempfile.mkdtemp(prefix=temporary_prefix(out_dir), suffix=".new",
                                 dir=out_dir.parent))  # fmt: skip
     try:
