@@ -25,6 +25,7 @@ __all__ = [
     "atomic_write",
     "input_clash",
     "is_inside",
+    "is_own_temporary",
     "name_too_long",
     "remove_stale_temporaries",
     "temporary_prefix",
@@ -193,14 +194,24 @@ def writer_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+def is_own_temporary(path: Path) -> bool:
+    """Whether ``path`` is named like a temporary of :func:`atomic_write`: ``.NAME.PID.XXXX.tmp``
+    (or ``.NAME.XXXX.tmp``, as pconv named them before the writer's pid was part of it)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp") and path.name.count(".") >= 3
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], *, locked: bool = False) -> list[Path]:
     """Delete the temporaries of pconv writers that are gone, in ``folder`` (not below).
 
     Only names of pconv's own making (``.<name>.<pid>.<random>.tmp``, and the
-    ``.new``/``.old`` folders of a mask-set swap) whose process no longer runs are
-    removed; anything else, and the temporaries of running writers, stay.
+    ``.new`` folders of an unfinished mask-set swap) whose process no longer runs are
+    removed; anything else, and the temporaries of running writers, stay. ``locked``:
+    the caller holds the folder's lock (a run directory), so no one else writes there
+    and every temporary of pconv's naming goes, older ones without a pid included.
     Returns what was removed.
     """
+    import shutil
+
     folder = Path(folder)
     removed: list[Path] = []
     try:
@@ -208,16 +219,16 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        found = _TEMPORARY.match(entry.name)
-        if not found or writer_alive(int(found["pid"])):
-            continue
         path = Path(entry.path)
+        found = _TEMPORARY.match(entry.name)
+        if found:
+            stale = locked or not writer_alive(int(found["pid"]))
+        else:
+            stale = locked and entry.is_file(follow_symlinks=False) and is_own_temporary(path)
+        if not stale or entry.name.endswith(".old"):
+            continue  # (a mask set's previous version: recover_mask_set decides)
         try:
             if entry.is_dir(follow_symlinks=False):
-                if entry.name.endswith(".old"):
-                    continue  # a mask set's previous version: the swap's owner decides
-                import shutil
-
                 shutil.rmtree(path)
             else:
                 path.unlink()

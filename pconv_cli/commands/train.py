@@ -304,12 +304,12 @@ def _finetune(values: dict[str, Any]) -> None:
     from pconv_cli.commands._training import run_training
 
     if values["resume"]:  # the run's config.json knows it is a fine-tuning run
-        run_training(_overrides(values), resume=True)
+        run_training(_overrides(values), resume=True, command="pconv finetune")
         return
     for name, option in (("data", "--data"), ("init", "--init")):
         if values[name] is None:
             raise typer.BadParameter(f"{option} is required (unless --resume)", param_hint=option)
-    run_training(_overrides(values), resume=False, finetune=True)
+    run_training(_overrides(values), resume=False, finetune=True, command="pconv finetune")
 
 
 train = _command(
