@@ -118,4 +118,4 @@ def test_classify_keeps_only_the_last_checkpoints_by_default(tmp_path):
     ])  # fmt: skip
     assert small.exit_code == 2 and "--size 16 is too small for squeezenet1_1" in small.output
     assert "Traceback" not in small.output
-    assert sorted(p.name for p in (tmp_path / "small").glob("*")) == []  # (its .lock at most)
+    assert {p.name for p in (tmp_path / "small").iterdir()} <= {".lock"}  # nothing written
