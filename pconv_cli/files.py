@@ -151,11 +151,12 @@ def is_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> b
     return path == folder or folder in path.parents
 
 
-def _same(a: Path, b: Path) -> bool:
+def _identity(path: Path) -> tuple[int, int] | None:
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
+        info = path.stat()
     except OSError:
-        return False
+        return None
+    return info.st_dev, info.st_ino
 
 
 def input_clash(
@@ -171,9 +172,10 @@ def input_clash(
     """
     output = Path(output)
     resolved = output.resolve()
+    identity = _identity(output)  # an existing output: the same file under another name?
     for file in files:
         file = Path(file)
-        if resolved == file.resolve() or _same(output, file):
+        if file.resolve() == resolved or (identity and _identity(file) == identity):
             return f"it is {file}, an input of this run"
     for folder in folders:
         if is_inside(output, folder):

@@ -210,7 +210,7 @@ CASES = [
          ("holds a squeezenet1_1 model (classification)",)),
     Case("classify eval with an inpainting model",
          lambda ws: ["classify", "eval", "-w", ws / W, "--data", ws / "cdata"], 1,
-         ("holds a pconv_unet model (inpainting)", "not a classification model")),
+         ("holds a pconv_unet model (inpainting)", "not a classifier")),
     Case("serve with a classifier", lambda ws: ["serve", "-w", ws / "clf.safetensors"], 1,
          ("(classification)",)),
     Case("eval biharmonic with an all-hole mask",

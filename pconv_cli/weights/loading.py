@@ -67,12 +67,14 @@ def expect_kind(weights: Weights, kind: str, what: str = "--weights") -> Weights
     family = get_family(weights.family)
     if family.kind != kind:
         source = weights.metadata.get("name") or weights.metadata.get("source", "")
-        article = "an" if kind[0] in "aeiou" else "a"
+        wanted = _KIND_NAMES.get(kind, f"a {kind} model")
         raise WeightsError(
-            f"{what} {source} holds a {family.name} model ({family.kind}), "
-            f"not {article} {kind} model"
+            f"{what} {source} holds a {family.name} model ({family.kind}), not {wanted}"
         )
     return weights
+
+
+_KIND_NAMES = {"inpainting": "an inpainting model", "classification": "a classifier"}
 
 
 def model_from_weights(weights: Weights, *, device: str | torch.device = "cpu") -> nn.Module:
