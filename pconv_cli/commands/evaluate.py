@@ -71,11 +71,6 @@ def _check_options(
         raise _fail(f"--crop must be one of {', '.join(CROP_MODES)}, got {crop!r}", 2)
     if device.split(":")[0].lower() not in DEVICE_CHOICES:  # cuda:N too, as the help says
         raise _fail(f"--device must be one of {', '.join(DEVICE_CHOICES)}, got {device!r}", 2)
-    if grid is not None and grid.suffix.lower() != ".png":
-        raise _fail(f"--grid {grid}: the grid is a PNG; name it {grid.stem}.png", 2)
-    named = [path.resolve() for path in outputs.values() if path is not None]
-    if len(set(named)) < len(named):
-        raise _fail("--json, --csv, --grid and --save-outputs must name different paths", 2)
     for name, value in (("--batch", batch), ("--limit", limit), ("--grid-count", grid_count)):
         if value is not None and value < 1:
             raise _fail(f"{name} must be >= 1, got {value}", 2)
@@ -86,6 +81,11 @@ def _check_options(
         if problem:
             what = "folder" if name in _FOLDERS else "file path"
             raise _fail(f"{name} {path}: {problem}; give a {what} that can be written", 2)
+    if grid is not None and grid.suffix.lower() != ".png":
+        raise _fail(f"--grid {grid}: the grid is a PNG; name it {grid.stem}.png", 2)
+    named = [path.resolve() for path in outputs.values() if path is not None]
+    if len(set(named)) < len(named):
+        raise _fail("--json, --csv, --grid and --save-outputs must name different paths", 2)
 
 
 def _progress() -> Progress:

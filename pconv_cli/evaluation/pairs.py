@@ -431,12 +431,6 @@ class PairLoader:
         if not hole.any():
             hint = "" if self.invert else " (white = hole; --invert-mask reads black = hole)"
             raise EvalError(f"mask {entry.path} has no hole pixels{hint}")
-        if hole.all():
-            hint = "" if not self.invert else " (--invert-mask reads black = hole)"
-            raise EvalError(
-                f"mask {entry.path} is all hole: nothing of the image is known to inpaint "
-                f"from{hint}"
-            )
         if min(hole.shape) < _MIN_SIDE:
             raise EvalError(
                 f"mask {entry.path} is {hole.shape[1]}x{hole.shape[0]}; SSIM needs at least "
