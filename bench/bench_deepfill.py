@@ -1,6 +1,7 @@
 """DeepFillv2 on this machine: generator inference, contextual-attention memory, a training step.
 
     python bench/bench_deepfill.py [--repeats 3] [--sizes 256 512 1024] [--attention 512 1024 2048]
+                                   [--device cuda] [--skip attention]
 
 1. Generator inference (width 1.0 = MMagic's net, batch 1, fp32, no autograd) at each
    size: median seconds.
@@ -10,7 +11,7 @@
    (peak sampled every 5 ms minus the level before the call), in a fresh process
    each, and time; the ratio chunked/unchunked.
    An unchunked run whose score maps would not fit in this machine's memory is not
-   started: its estimate is printed instead.
+   started: its estimate is printed instead. (CPU memory: always on the CPU.)
 3. One training step (discriminator + generator update, batch 2, 256 px): median seconds.
 """
 
@@ -107,30 +108,39 @@ def bench_attention(sizes: list[int]) -> None:
         print(f"  {size:>5}^2  {rows[True][1]:>22}  {rows[False][1]:>26}  {ratio:>12}")
 
 
-def bench_inference(sizes: list[int], repeats: int) -> None:
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_inference(sizes: list[int], repeats: int, device) -> None:
     import torch
 
     from pconv_cli.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("deepfillv2").eval()
+    model = build_model("deepfillv2").eval().to(device)
     print(f"\ngenerator inference (width 1.0, {sum(p.numel() for p in model.parameters()):,} "
-          f"parameters), batch 1, fp32, median of {repeats}")  # fmt: skip
+          f"parameters), batch 1, fp32, {device}, median of {repeats}")  # fmt: skip
     for size in sizes:
-        image = torch.rand(1, 3, size, size)
-        mask = torch.ones(1, 1, size, size)
+        image = torch.rand(1, 3, size, size, device=device)
+        mask = torch.ones(1, 1, size, size, device=device)
         mask[..., size // 4 : size // 2, size // 4 : 3 * size // 4] = 0
         times = []
         with torch.inference_mode():
             model(image, mask)  # warm-up
             for _ in range(repeats):
+                _sync(device)
                 start = time.perf_counter()
                 model(image, mask)
+                _sync(device)
                 times.append(time.perf_counter() - start)
         print(f"  {size:>5}^2  {statistics.median(times):8.3f} s")
 
 
-def bench_training(repeats: int) -> None:
+def bench_training(repeats: int, device) -> None:
     import torch
 
     from pconv_cli.models import build_model
@@ -139,25 +149,29 @@ def bench_training(repeats: int) -> None:
     from pconv_cli.train.tasks import StepContext
 
     torch.manual_seed(0)
-    model = build_model("deepfillv2")
+    model = build_model("deepfillv2").to(device)
     config = TrainConfig(arch="deepfillv2", lr=1e-4,
                          loss_weights=dict(DeepFillTask.loss_weights))  # fmt: skip
-    task = DeepFillTask(config, model, device=torch.device("cpu"))
+    task = DeepFillTask(config, model, device=device)
+    for module in task.modules().values():
+        module.to(device)
     task.prepare()
     optimizers = task.configure_optimizers()
-    scalers = {k: torch.amp.GradScaler("cpu", enabled=False) for k in optimizers}
-    image = torch.rand(2, 3, 256, 256)
-    mask = torch.ones(2, 1, 256, 256)
+    scalers = {k: torch.amp.GradScaler(device.type, enabled=False) for k in optimizers}
+    image = torch.rand(2, 3, 256, 256, device=device)
+    mask = torch.ones(2, 1, 256, 256, device=device)
     mask[..., 64:160, 80:200] = 0
     times = []
     for step in range(repeats + 1):
         context = StepContext(
             modules=task.modules(), optimizers=optimizers, scalers=scalers,
-            device=torch.device("cpu"), amp_dtype=None, memory_format=torch.contiguous_format,
+            device=device, amp_dtype=None, memory_format=torch.contiguous_format,
             step=step + 1, describe_failure=lambda name, value: f"{name} {value}",
         )  # fmt: skip
+        _sync(device)
         start = time.perf_counter()
         task.training_step({"image": image, "mask": mask}, context)
+        _sync(device)
         if step:  # the first step warms up
             times.append(time.perf_counter() - start)
     print(f"\ntraining step (D + G updates), batch 2, 256 px: {statistics.median(times):.2f} s "
@@ -172,16 +186,19 @@ def main() -> None:
     parser.add_argument(
         "--skip", nargs="*", default=[], choices=["inference", "attention", "training"]
     )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (not attention)")
     options = parser.parse_args()
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    device = torch.device(options.device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"{device}")  # fmt: skip
     if "inference" not in options.skip:
-        bench_inference(options.sizes, options.repeats)
+        bench_inference(options.sizes, options.repeats, device)
     if "attention" not in options.skip:
         bench_attention(options.attention)
     if "training" not in options.skip:
-        bench_training(options.repeats)
+        bench_training(options.repeats, device)
 
 
 if __name__ == "__main__":

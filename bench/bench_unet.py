@@ -1,9 +1,9 @@
-"""PConvUNet vs the plain-conv UNet vs the anchors' dense-mask PConv U-Net, on CPU.
+"""PConvUNet vs the plain-conv UNet vs the anchors' dense-mask PConv U-Net (CPU or CUDA).
 
 Prints median times and ratios against the plain-conv UNet measured in the same
 run (models are timed round-robin so drift hits all of them alike):
 
-    python bench/bench_unet.py [--layers 7] [--size 256] [--repeats 15]
+    python bench/bench_unet.py [--layers 7] [--size 256] [--repeats 15] [--device cuda]
 
 Goal (issue #2): PConvUNet <= 1.05x the plain UNet for inference (batch 1) and for
 a training step (forward + backward, batch 2).
@@ -46,6 +46,11 @@ def training_step(model, image, mask):
     (out - image).abs().mean().backward()
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def measure(models: dict, step, image, mask, repeats: int, warmup: int = 2) -> dict[str, float]:
     for model in models.values():
         for _ in range(warmup):
@@ -53,8 +58,10 @@ def measure(models: dict, step, image, mask, repeats: int, warmup: int = 2) -> d
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
         for name, model in models.items():
+            _sync(image.device)
             start = time.perf_counter()
             step(model, image, mask)
+            _sync(image.device)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -73,7 +80,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -86,12 +95,13 @@ def main() -> None:
         "pconv_unet (ours)": pconv,
         "dense pconv (anchors)": dense,
     }
+    models = {name: model.to(device) for name, model in models.items()}
     print(
-        f"torch {torch.__version__}, {args.threads} threads, layers={args.layers}, "
+        f"torch {torch.__version__}, {device}, {args.threads} threads, layers={args.layers}, "
         f"width={args.width}, {args.size}x{args.size}"
     )
 
-    image, mask = make_inputs(1, args.size)
+    image, mask = (t.to(device) for t in make_inputs(1, args.size))
     for m in models.values():
         m.eval()
     with torch.inference_mode():
@@ -99,7 +109,7 @@ def main() -> None:
     print(f"max |ours - dense| = {diff:.2e}")
     report("inference, batch 1", measure(models, inference_step, image, mask, args.repeats))
 
-    image, mask = make_inputs(2, args.size, seed=1)
+    image, mask = (t.to(device) for t in make_inputs(2, args.size, seed=1))
     for m in models.values():
         m.train()
     report(

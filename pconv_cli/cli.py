@@ -13,7 +13,7 @@ import sys
 import typer
 
 from pconv_cli import __version__
-from pconv_cli.commands._options import FLAG, Command, Group, command_group
+from pconv_cli.commands._options import FLAG, Command, Group, command_group, terminate
 from pconv_cli.commands.classify import classify_app
 from pconv_cli.commands.evaluate import evaluate
 from pconv_cli.commands.gen_masks import gen_masks
@@ -82,6 +82,18 @@ def _root(
     ),
 ) -> None:
     """Image inpainting with partial convolutions."""
+    _torch_cache_outside_tmp()
+
+
+def _torch_cache_outside_tmp() -> None:
+    """torch's compile cache goes to the user's cache folder (``~/.cache/pconv/torchinductor``)
+    unless ``TORCHINDUCTOR_CACHE_DIR`` says otherwise: importing torchvision alone makes
+    ``$TMPDIR/torchinductor_<user>``, which a project-local TMPDIR would keep forever."""
+    import os
+
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(base, "pconv", "torchinductor")
 
 
 app.command("train", cls=Command)(train)
@@ -95,12 +107,8 @@ app.add_typer(weights_app, name="weights")
 app.add_typer(classify_app, name="classify")
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM (what ``kill``, ``timeout``, SLURM and Kubernetes send) acts as Ctrl-C."""
-    raise KeyboardInterrupt
-
-
 def main() -> None:
-    """Console-script entry point (see :class:`_OneLineErrors`); SIGTERM is handled as Ctrl-C."""
-    signal.signal(signal.SIGTERM, _terminate)
+    """Console-script entry point (see :class:`_OneLineErrors`); SIGTERM (what ``kill``,
+    ``timeout``, SLURM and Kubernetes send) is handled as Ctrl-C."""
+    signal.signal(signal.SIGTERM, terminate)
     app()

@@ -25,10 +25,10 @@ Strategies (``strategy=``):
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,12 +37,10 @@ from PIL import Image
 from torch import nn
 
 from pconv_cli.data.images import (
-    IMAGE_SUFFIXES,
-    SUFFIX_OF_FORMAT,
     ImageDepthWarning,
     ImageError,
+    ImageMetadataWarning,
     LoadedImage,
-    find_images,
     format_for_suffix,
     load_image,
     output_image,
@@ -51,7 +49,7 @@ from pconv_cli.data.images import (
 )
 from pconv_cli.data.masks import MaskContentWarning, MaskError, MaskResizedWarning, load_mask
 from pconv_cli.data.panels import PanelRow, hole_panel, panel_grid
-from pconv_cli.errors import UsageError
+from pconv_cli.inpaint_jobs import InpaintJob, RequestError, plan_jobs
 
 __all__ = [
     "DEFAULT_CROP_TRIGGER",
@@ -265,6 +263,12 @@ def _inpaint_resized(
     return up[0].permute(1, 2, 0).clamp_(0.0, 1.0).numpy(), Window(0, 0, size[1], size[0])
 
 
+def _pass_limit(shape: tuple[int, int], max_pixels: int) -> int:
+    """The long side a ``shape`` (height, width) picture shrinks to for <= ``max_pixels``."""
+    height, width = shape
+    return max(16, int(max(height, width) * math.sqrt(max_pixels / (height * width))))
+
+
 def inpaint_image(
     model: nn.Module,
     image: np.ndarray,
@@ -275,12 +279,15 @@ def inpaint_image(
     min_window: int = DEFAULT_MIN_WINDOW,
     resize_limit: int = DEFAULT_RESIZE_LIMIT,
     crop_trigger: int = DEFAULT_CROP_TRIGGER,
+    max_pass_pixels: int | None = None,
 ) -> InpaintResult:
     """Fill the holes of a uint8 RGB ``image`` (``hole`` True = hole) with ``model``.
 
     ``model`` maps RGB in [0, 1] + mask (1 = valid) to RGB (``InpaintingModel``).
     Known pixels of the result are byte-identical to ``image``. See the module
-    docstring for the strategies.
+    docstring for the strategies. ``max_pass_pixels`` bounds memory: a model pass
+    (the whole image, or a crop window) larger than that runs shrunk to fit, as
+    ``resize`` does (memory grows with the pixels of a pass: see ``pconv serve``).
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
@@ -292,6 +299,11 @@ def inpaint_image(
     if not hole.any():
         return InpaintResult(result, strategy)
     whole = Window(0, 0, *hole.shape)
+    too_big = max_pass_pixels is not None and hole.size > max_pass_pixels
+    if strategy == "full" and too_big:
+        strategy, resize_limit = "resize", _pass_limit(hole.shape, max_pass_pixels)
+    elif strategy == "resize" and too_big:
+        resize_limit = min(resize_limit, _pass_limit(hole.shape, max_pass_pixels))
     if strategy == "resize" and max(hole.shape) > resize_limit:
         output, window = _inpaint_resized(model, image, hole, resize_limit)
         _paste(result, output, hole)
@@ -304,7 +316,11 @@ def inpaint_image(
         for window in windows:
             rows, cols = window.slices
             sub_hole = hole[rows, cols]
-            output = predict(model, image[rows, cols], sub_hole)
+            if max_pass_pixels is not None and sub_hole.size > max_pass_pixels:
+                limit = _pass_limit(sub_hole.shape, max_pass_pixels)
+                output, _ = _inpaint_resized(model, image[rows, cols], sub_hole, limit)
+            else:
+                output = predict(model, image[rows, cols], sub_hole)
             _paste(result[rows, cols], output, sub_hole)
         return InpaintResult(result, strategy, windows)
     _paste(result, predict(model, image, hole), hole)
@@ -319,24 +335,6 @@ def concat_panels(loaded: LoadedImage, hole: np.ndarray, rgb: np.ndarray) -> Ima
 # --------------------------------------------------------------------------- files and folders
 
 
-class RequestError(UsageError, ValueError):
-    """A request that cannot be planned (a usage error); ``option`` names the culprit."""
-
-    def __init__(self, message: str, option: str):
-        super().__init__(message)
-        self.option = option
-
-
-@dataclass
-class InpaintJob:
-    """One image, its ``mask`` file and ``out`` path, or the ``problem`` that stops it."""
-
-    image: Path
-    mask: Path | None
-    out: Path
-    problem: str | None = None
-
-
 @dataclass(frozen=True)
 class InpaintOptions:
     """How every job of a run is done (see :func:`inpaint_image` for the strategy options).
@@ -344,7 +342,8 @@ class InpaintOptions:
     ``file_format``: Pillow format of the outputs (None: the output suffix's, else
     the input's); ``quality``: JPEG/WebP quality; ``concat``: write input | mask |
     result instead of the result; ``dilate``: grow holes by that many pixels;
-    ``invert_mask``: mask files are black = hole.
+    ``invert_mask``: mask files are black = hole; ``max_pass_pixels``: the largest
+    model pass (None: no limit).
     """
 
     invert_mask: bool = False
@@ -357,6 +356,7 @@ class InpaintOptions:
     file_format: str | None = None
     quality: int | None = None
     concat: bool = False
+    max_pass_pixels: int | None = None
 
 
 @dataclass
@@ -377,105 +377,6 @@ class JobResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def _mask_index(folder: Path) -> dict[str, list[Path]]:
-    index: dict[str, list[Path]] = {}
-    for path in find_images(folder, recursive=False):
-        index.setdefault(path.stem, []).append(path)
-    return index
-
-
-def _mask_for(
-    image: Path, mask: Path, index: dict[str, list[Path]] | None
-) -> tuple[Path | None, str | None]:
-    if index is None:
-        return mask, None
-    found = index.get(image.stem, [])
-    if not found:
-        return None, f"no mask named {image.stem}.* in {mask}"
-    if len(found) > 1:
-        names = ", ".join(p.name for p in found)
-        return None, f"several masks match {image.name} in {mask}: {names}"
-    return found[0], None
-
-
-def _default_out(source: Path, file_format: str | None) -> Path:
-    """Where an output goes without ``-o``: ``photo_inpainted.jpg`` / ``photos_inpainted/``."""
-    if source.is_dir():
-        return source.with_name(f"{source.name}_inpainted")
-    suffix = SUFFIX_OF_FORMAT[file_format] if file_format else source.suffix
-    return source.with_name(f"{source.stem}_inpainted{suffix}")
-
-
-def plan_jobs(
-    source: Path,
-    mask: Path,
-    out: Path | None = None,
-    file_format: str | None = None,
-    *,
-    overwrite: bool = False,
-) -> list[InpaintJob]:
-    """The jobs of ``pconv inpaint SOURCE --mask MASK [-o OUT]``; a bad request is a RequestError.
-
-    ``source`` is an image or a folder (not recursive); ``mask`` one mask file for
-    every image or a folder of masks matched by file stem (``photo.jpg`` <-
-    ``photo.png``); ``out`` a file (its suffix gives the format) or an existing
-    folder for one image, a folder (never the input folder) for a folder; without
-    ``out``: ``photo_inpainted.<suffix>`` beside the image, ``DIR_inpainted/`` beside
-    the folder. Existing files, the input above all, are only replaced with
-    ``overwrite``. Per-image problems (no matching mask, two outputs with one name)
-    are recorded in the job, not raised.
-    """
-    if not source.exists():
-        raise RequestError(f"{source} does not exist", "IMAGE|DIR")
-    if not mask.exists():
-        raise RequestError(f"{mask} does not exist", "--mask")
-    index = _mask_index(mask) if mask.is_dir() else None
-    if out is None:
-        out = _default_out(source, file_format)
-    if source.is_file():
-        if out.is_dir():
-            suffix = SUFFIX_OF_FORMAT[file_format] if file_format else source.suffix
-            out = out / f"{source.stem}{suffix}"
-        elif format_for_suffix(out.suffix) is None:
-            known = ", ".join(sorted(set(SUFFIX_OF_FORMAT.values()) | {".jpeg", ".tiff"}))
-            raise RequestError(
-                f"-o {out}: unknown image suffix {out.suffix or '(none)'}; use {known} "
-                "or an existing folder",
-                "-o",
-            )
-        elif file_format and format_for_suffix(out.suffix) != file_format:
-            raise RequestError(
-                f"--format {file_format.lower()} but -o {out} says otherwise", "--format"
-            )
-        if out.exists() and not overwrite:
-            what = "is the input image" if out.resolve() == source.resolve() else "exists"
-            raise RequestError(f"{out} {what}; pass --overwrite to replace it", "-o")
-        found, problem = _mask_for(source, mask, index)
-        return [InpaintJob(source, found, out, problem)]
-    if out.exists() and not out.is_dir():
-        raise RequestError(f"{out} is a file; a folder input needs an output folder", "-o")
-    if out.resolve() == source.resolve():
-        raise RequestError("the output folder must differ from the input folder", "-o")
-    images = find_images(source, recursive=False)
-    if not images:
-        raise RequestError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}", "IMAGE|DIR")
-    jobs: list[InpaintJob] = []
-    taken: dict[Path, Path] = {}
-    for image in images:
-        name = f"{image.stem}{SUFFIX_OF_FORMAT[file_format]}" if file_format else image.name
-        target = out / name
-        found, problem = _mask_for(image, mask, index)
-        if target in taken:
-            problem = f"its output {target.name} would overwrite that of {taken[target].name}"
-        taken.setdefault(target, image)
-        jobs.append(InpaintJob(image, found, target, problem))
-    existing = [job.out for job in jobs if job.out.exists()]
-    if existing and not overwrite:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise RequestError(f"{existing[0]}{more} exist; pass --overwrite to replace them", "-o")
-    return jobs
 
 
 def _first_line(error: BaseException) -> str:
@@ -513,6 +414,7 @@ def inpaint_file(model: nn.Module, job: InpaintJob, options: InpaintOptions) -> 
                 min_window=options.min_window,
                 resize_limit=options.resize_limit,
                 crop_trigger=options.crop_trigger,
+                max_pass_pixels=options.max_pass_pixels,
             )
             file_format = (
                 options.file_format or format_for_suffix(job.out.suffix) or loaded.format
@@ -522,7 +424,7 @@ def inpaint_file(model: nn.Module, job: InpaintJob, options: InpaintOptions) -> 
             else:
                 picture = output_image(loaded, filled.image, hole, file_format)
             save_image(job.out, picture, loaded, file_format=file_format, quality=options.quality)
-        told = (MaskResizedWarning, MaskContentWarning, ImageDepthWarning)
+        told = (MaskResizedWarning, MaskContentWarning, ImageDepthWarning, ImageMetadataWarning)
         result.notes += [
             (w.category.__name__, str(w.message)) for w in caught if issubclass(w.category, told)
         ]

@@ -285,18 +285,19 @@ def test_committed_eval_set_regenerates_byte_identically(tmp_path: Path) -> None
     ).read_bytes()
 
 
-def test_failed_overwrite_leaves_no_stale_manifest(tmp_path: Path, monkeypatch) -> None:
+def test_failed_overwrite_leaves_the_old_set(tmp_path: Path, monkeypatch) -> None:
     from pconv_cli.data import mask_sets as command
     from pconv_cli.data.masks import MaskError
 
     out = tmp_path / "set"
     assert run(str(out), "-n", "3", "--size", "32").exit_code == 0
-    assert (out / "manifest.csv").exists()
+    before = tree_digest(out)
 
     def broken(*args, **kwargs):
         raise MaskError("simulated failure")
 
     monkeypatch.setattr(command, "generate_mask", broken)
-    result = run(str(out), "-n", "3", "--size", "32", "--overwrite")
+    result = run(str(out), "-n", "3", "--size", "32", "--seed", "1", "--overwrite")
     assert result.exit_code == 1
-    assert not (out / "manifest.csv").exists()  # a manifest always means a complete set
+    assert tree_digest(out) == before  # the new set is written aside: the old one is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["set"]

@@ -140,15 +140,18 @@ def test_unreadable_files_fail_clearly(tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.png"
     save_mask(truncated, np.ones((64, 64), bool))
     truncated.write_bytes(truncated.read_bytes()[:60])
-    deep = tmp_path / "deep.png"
+    deep = tmp_path / "deep.png"  # 16-bit grey: read (issue 18), value > 32767 = hole
     Image.fromarray(np.full((4, 4), 40000, np.uint16)).save(deep)
+    assert load_mask(deep).all()
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (4, 4)).save(cmyk)
     cases = {
         empty: "is empty",
         garbage: "cannot read mask file",
         truncated: "cannot read mask file",
         tmp_path / "missing.png": "cannot read mask file",
         tmp_path: "cannot read mask file",
-        deep: "unsupported image mode",
+        cmyk: "unsupported image mode",
     }
     for path, message in cases.items():
         with pytest.raises(MaskError, match=message) as info:

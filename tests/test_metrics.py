@@ -233,7 +233,7 @@ def test_bad_mask_shape():
         l1_error(image, image, torch.ones(1, 1, 8, 8))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_matches_cpu():
     rng = np.random.default_rng(6)
     a = nchw(rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8))

@@ -35,8 +35,8 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(tiny) -> TestClient:
-    return TestClient(create_app(weights=str(tiny), device="cpu", max_upload_mb=1,
-                                 max_pixels=2_000_000))  # fmt: skip
+    app = create_app(weights=str(tiny), device="cpu", max_upload_mb=1, max_pixels=2_000_000)
+    return TestClient(app, base_url="http://127.0.0.1:7860")  # Host must name this server
 
 
 def _png(array: np.ndarray) -> bytes:

@@ -18,14 +18,17 @@ __all__ = [
     "DEVICE_METAVAR",
     "FLAG",
     "MARKUP",
+    "SIGNALS",
     "Command",
     "Group",
+    "check_signals",
     "command_group",
     "device_value",
     "masks_value",
     "non_negative_float",
     "positive_float",
     "ratio_range_value",
+    "terminate",
 ]
 
 MARKUP = "markdown"
@@ -60,8 +63,44 @@ class _HelpFlagWithoutPlaceholder:
         return option
 
 
+SIGNALS: list[int] = []
+"""Signals (SIGTERM) the app turned into Ctrl-C. Python drops an exception raised while a
+``__del__`` runs, so a KeyboardInterrupt can vanish: long loops call :func:`check_signals`
+(the progress bars do) and a command that returns after one still exits 130."""
+
+
+def terminate(signum: int, frame: object) -> None:
+    """The SIGTERM handler of the app: Ctrl-C's KeyboardInterrupt, remembered."""
+    SIGNALS.append(signum)
+    raise KeyboardInterrupt
+
+
+def check_signals() -> None:
+    """Raise KeyboardInterrupt again if a signal arrived (its first one may have been lost)."""
+    if SIGNALS:
+        raise KeyboardInterrupt
+
+
+def _interrupted() -> Exception:
+    import signal
+
+    from pconv_cli.errors import Interrupted
+
+    what = signal.Signals(SIGNALS[-1]).name if SIGNALS else "Ctrl-C"
+    return Interrupted(f"interrupted by {what}; stopped cleanly, no partial file left")
+
+
 class Command(_HelpFlagWithoutPlaceholder, TyperCommand):
-    """The class of every pconv command."""
+    """The class of every pconv command: Ctrl-C and SIGTERM end it with one line (exit 130)."""
+
+    def invoke(self, ctx):
+        try:
+            result = super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _interrupted() from None
+        if SIGNALS:
+            raise _interrupted()
+        return result
 
 
 class Group(_HelpFlagWithoutPlaceholder, TyperGroup):

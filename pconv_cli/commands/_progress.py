@@ -42,8 +42,15 @@ def progress_bar(
             speed = task.finished_speed or task.speed
             return Text(f"{speed:.2f} {unit}/s" if speed else f"- {unit}/s")
 
+    from pconv_cli.commands._options import check_signals
+
+    class SignalAwareProgress(Progress):
+        def advance(self, task_id, advance: float = 1) -> None:
+            check_signals()  # a SIGTERM whose KeyboardInterrupt was lost stops here
+            super().advance(task_id, advance)
+
     console = console or Console(stderr=True)
-    return Progress(
+    return SignalAwareProgress(
         TextColumn(f"[bold]{label}"),
         BarColumn(),
         MofNCompleteColumn(),

@@ -27,12 +27,15 @@ classify_app = command_group(
 )
 
 _PANEL_OPT = "Optimisation"
+_ARCH_METAVAR = "[pd_resnet50|resnet50|pd_vgg16_bn|...|NAME]"
 _PANEL_SCALE = "Scale and speed"
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(code)
+def _fail(message: str, code: int = 1) -> Exception:
+    """The error to raise: a usage error (exit code 2) or a failed job (1)."""
+    from pconv_cli.errors import PconvError, UsageError
+
+    return UsageError(message) if code == 2 else PconvError(message)
 
 
 @classify_app.command("train", cls=Command)
@@ -40,6 +43,8 @@ def train_command(
     data: Path = typer.Option(
         None,
         "--data",
+        "--folder",
+        "-f",
         help="Folder with train/CLASS/ and val/CLASS/ image folders. "
         "[default: none; required unless --resume]",
     ),
@@ -47,12 +52,15 @@ def train_command(
     arch: str = typer.Option(
         "pd_resnet50",
         "--arch",
-        help="Any torchvision classifier name; the pd_ prefix gives partial-convolution padding.",
+        metavar=_ARCH_METAVAR,
+        help="Any torchvision classifier (resnet*, vgg*_bn, densenet*, mobilenet_*, ...); the "
+        "pd_ prefix gives partial-convolution padding.",
     ),
     weights: str = typer.Option(
         None,
         "--weights",
         "--init",
+        "-w",
         help="Start from torchvision weights by name (e.g. IMAGENET1K_V1: zero-padding ImageNet "
         "weights, NVIDIA's recommended start for pd_ models) or a weights file. [default: none]",
     ),
@@ -66,6 +74,7 @@ def train_command(
     batch: int = typer.Option(
         None,
         "--batch",
+        "-b",
         min=1,
         help="Global batch, split over the processes. [default: 256]",
         rich_help_panel=_PANEL_OPT,
@@ -97,11 +106,14 @@ def train_command(
     ),
     size: int = typer.Option(None, "--size", min=16, help="Crop size in pixels. [default: 224]"),
     preset: str = typer.Option(
-        None, "--preset", help="demo: 64 px crops, 12 epochs: minutes on a CPU. [default: none]"
+        None,
+        "--preset",
+        metavar="[demo]",
+        help="demo: 64 px crops, 12 epochs: minutes on a CPU. [default: none]",
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out.", **FLAG),
     workers: int = typer.Option(
-        None, "--workers", min=0, help="Data loader processes. [default: 4]"
+        None, "--workers", "-j", min=0, help="Data loader processes. [default: 4]"
     ),
     seed: int = typer.Option(
         None, "--seed", min=0, help="Seed of the weights and of every crop and flip. [default: 0]"
@@ -218,16 +230,19 @@ def eval_command(
     weights: str = typer.Option(
         ..., "--weights", "-w", help="A classifier checkpoint (.safetensors)."
     ),
-    data: Path = typer.Option(..., "--data", help="A labelled folder: CLASS/IMAGE (e.g. DIR/val)."),
+    data: Path = typer.Option(
+        ..., "--data", "--folder", "-f", help="A labelled folder: CLASS/IMAGE (e.g. DIR/val)."
+    ),
     arch: str = typer.Option(
         None,
         "--arch",
+        metavar=_ARCH_METAVAR,
         help="Check the checkpoint is this architecture (e.g. pd_resnet50). [default: any]",
     ),
     size: int = typer.Option(
         None, "--size", min=16, help="Crop size. [default: the training size]"
     ),
-    batch: int = typer.Option(64, "--batch", min=1, help="Images per batch."),
+    batch: int = typer.Option(64, "--batch", "-b", min=1, help="Images per batch."),
     device: str = typer.Option(
         "auto",
         "--device",
@@ -235,7 +250,7 @@ def eval_command(
         callback=device_value,
         help="Where to run (auto: CUDA, then MPS, then CPU).",
     ),
-    workers: int = typer.Option(0, "--workers", min=0, help="Data loader processes."),
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Data loader processes."),
     json_out: Path = typer.Option(
         None, "--json", help="Write the scores and the confusion matrix as JSON. [default: none]"
     ),
@@ -246,17 +261,27 @@ def eval_command(
     from rich.table import Table
 
     from pconv_cli.data.classification import ImageFolderDataset
+    from pconv_cli.data.images import find_images
     from pconv_cli.devices import resolve_device
     from pconv_cli.evaluation.classification import evaluate_classifier
-    from pconv_cli.files import atomic_write
-    from pconv_cli.weights import model_from_weights, open_weights
+    from pconv_cli.files import (
+        atomic_write,
+        input_clash,
+        remove_stale_temporaries,
+        writable_problem,
+    )
+    from pconv_cli.weights import expect_kind, model_from_weights, open_weights
 
     console = Console(soft_wrap=True, highlight=False)
-    loaded = open_weights(weights)
+    if json_out is not None:  # before any work: a report must not cost the inputs
+        problem = writable_problem(json_out) or input_clash(
+            json_out, [weights, *(find_images(data) if data.is_dir() else [])]
+        )
+        if problem:
+            raise _fail(f"--json {json_out}: {problem}; write the report elsewhere", 2)
+    loaded = expect_kind(open_weights(weights), "classification")
     if arch and loaded.family != arch:
         raise _fail(f"--weights {weights} holds a {loaded.family}, not a {arch}")
-    if not hasattr(loaded.config, "num_classes"):
-        raise _fail(f"--weights {weights} holds a {loaded.family} model, not a classifier")
     classes = json.loads(loaded.metadata["classes"]) if "classes" in loaded.metadata else None
     crop = size or int(loaded.metadata.get("size", 224))
     dataset = ImageFolderDataset(data, size=crop, train=False, classes=classes)
@@ -287,5 +312,9 @@ def eval_command(
         text = json.dumps(
             {"weights": weights, "family": loaded.family, **result.to_json()}, indent=2
         )
-        atomic_write(json_out, lambda tmp: tmp.write_text(text + "\n"))
+        remove_stale_temporaries(json_out.parent)
+        try:
+            atomic_write(json_out, lambda tmp: tmp.write_text(text + "\n"))
+        except OSError as error:
+            raise _fail(f"cannot write {json_out}: {error.strerror or error}") from None
         console.print(f"wrote {escape(str(json_out))}")

@@ -26,11 +26,15 @@ DEFAULT_MASKS = "masks/eval-256"
 """The shipped evaluation set (relative to the working directory, else to the repository)."""
 
 _METHODS = "zeros|mean|biharmonic|telea|ns"
+_FOLDERS = ("--save-outputs",)
+"""Output options that name a folder (the others name a file)."""
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(code)
+def _fail(message: str, code: int = 1) -> Exception:
+    """The error to raise: a usage error (exit code 2) or a failed job (1)."""
+    from pconv_cli.errors import PconvError, UsageError
+
+    return UsageError(message) if code == 2 else PconvError(message)
 
 
 def _mask_set_path(masks: Path) -> Path:
@@ -43,6 +47,7 @@ def _mask_set_path(masks: Path) -> Path:
 
 def _check_options(
     *,
+    grid: Path | None,
     crop: str,
     device: str,
     batch: int,
@@ -64,7 +69,7 @@ def _check_options(
         raise _fail(f"unknown --method {unknown[0]!r}; choose from {', '.join(METHODS)}", 2)
     if crop not in CROP_MODES:
         raise _fail(f"--crop must be one of {', '.join(CROP_MODES)}, got {crop!r}", 2)
-    if device not in DEVICE_CHOICES:
+    if device.split(":")[0].lower() not in DEVICE_CHOICES:  # cuda:N too, as the help says
         raise _fail(f"--device must be one of {', '.join(DEVICE_CHOICES)}, got {device!r}", 2)
     for name, value in (("--batch", batch), ("--limit", limit), ("--grid-count", grid_count)):
         if value is not None and value < 1:
@@ -72,9 +77,15 @@ def _check_options(
     from pconv_cli.files import writable_problem
 
     for name, path in outputs.items():
-        problem = None if path is None else writable_problem(path)
+        problem = None if path is None else writable_problem(path, folder=name in _FOLDERS)
         if problem:
-            raise _fail(f"{name} {path}: {problem}; give a file path that can be written", 2)
+            what = "folder" if name in _FOLDERS else "file path"
+            raise _fail(f"{name} {path}: {problem}; give a {what} that can be written", 2)
+    if grid is not None and grid.suffix.lower() != ".png":
+        raise _fail(f"--grid {grid}: the grid is a PNG; name it {grid.stem}.png", 2)
+    named = [path.resolve() for path in outputs.values() if path is not None]
+    if len(set(named)) < len(named):
+        raise _fail("--json, --csv, --grid and --save-outputs must name different paths", 2)
 
 
 def _progress() -> Progress:
@@ -179,7 +190,7 @@ def evaluate(
     ),
     invert_mask: bool = typer.Option(
         False,
-        "--invert-mask",
+        "--invert-mask/--no-invert-mask",
         help="Mask files are black = hole (pconv's are white = hole).",
         **FLAG,
     ),
@@ -240,6 +251,7 @@ def evaluate(
 
         checkpoints = [DEFAULT_WEIGHTS]
     _check_options(
+        grid=grid,
         crop=crop,
         device=device,
         batch=batch,
@@ -247,7 +259,12 @@ def evaluate(
         grid_count=grid_count,
         methods=methods,
         n_sources=len(methods) + len(checkpoints) + len(folders),
-        outputs={"--json": json_out, "--csv": csv_out, "--grid": grid},
+        outputs={
+            "--json": json_out,
+            "--csv": csv_out,
+            "--grid": grid,
+            "--save-outputs": save_outputs,
+        },
     )
     _run(
         folder=folder,
@@ -297,8 +314,14 @@ def _run(
     images = list_images(folder)
     mask_set = load_mask_set(masks, invert=invert_mask)
     plan = plan_pairs(images, mask_set, pairing, image_root=folder, limit=limit)
+    labels = _source_labels(methods, checkpoints, folders)
+    _check_inputs_stay(
+        folder=folder, masks=masks, mask_set=mask_set, plan=plan, pairing=pairing,
+        checkpoints=checkpoints, folders=folders, labels=labels, save_outputs=save_outputs,
+        reports={"--json": json_out, "--csv": csv_out, "--grid": grid},
+    )  # fmt: skip
     loader = PairLoader(crop, invert_mask)
-    sources = _build_sources(methods, checkpoints, folders, device)
+    sources = _build_sources(methods, checkpoints, folders, device, labels)
 
     with _progress() as progress:
         task = progress.add_task("pairs", total=len(plan))
@@ -335,23 +358,85 @@ def _run(
         typer.echo(f"Wrote {path}")
 
 
+def _source_labels(methods: list[str], checkpoints: list[str], folders: list[Path]) -> list[str]:
+    """The column label of every source, in column order (methods, weights, folders)."""
+    from pconv_cli.evaluation.scoring import unique_labels
+
+    return unique_labels(
+        [*methods, *_weights_labels(checkpoints), *(p.name or str(p) for p in folders)]
+    )
+
+
+def _check_inputs_stay(
+    *,
+    folder: Path,
+    masks: Path,
+    mask_set,
+    plan,
+    pairing: str,
+    checkpoints: list[str],
+    folders: list[Path],
+    labels: list[str],
+    save_outputs: Path | None,
+    reports: dict[str, Path | None],
+) -> None:
+    """Refuse (before any scoring) outputs that would replace a file the run reads, or
+    write pictures into a folder it reads recursively (they would be read next time)."""
+    from pconv_cli.evaluation.pairs import index_images
+    from pconv_cli.evaluation.scoring import save_outputs_folder
+    from pconv_cli.files import input_clash, is_inside, remove_stale_temporaries
+
+    files: list[Path] = [entry.path for entry in plan.images]
+    files += [entry.path for entry in mask_set.entries]
+    files += [path for entry in plan.explicit for path in (entry[0].path, entry[1].path)]
+    if mask_set.manifest is not None:
+        files.append(mask_set.manifest)
+    if Path(pairing).is_file():
+        files.append(Path(pairing))
+    files += [Path(spec) for spec in checkpoints if Path(spec).is_file()]
+    for predictions in folders:
+        files += [p for paths in index_images(predictions, "--predictions").values() for p in paths]
+    read_folders = [folder, *folders]
+    if mask_set.manifest is None and Path(masks).is_dir():
+        read_folders.append(mask_set.root)  # every image file under it is a mask
+    for option, path in reports.items():
+        if path is None:
+            continue
+        clash = input_clash(path, files, read_folders if option == "--grid" else ())
+        if clash:
+            raise _fail(f"{option} {path}: {clash}; write the report elsewhere", 2)
+        remove_stale_temporaries(path.parent)
+    if save_outputs is None:
+        return
+    for label in labels:
+        target = save_outputs_folder(save_outputs, label)
+        clash = input_clash(target, (), read_folders)
+        if not clash:
+            inside = [f for f in read_folders if is_inside(f, target)]
+            inside_files = {str(f.resolve()) for f in files if is_inside(f, target)}
+            root = target.resolve()
+            for pair in plan if inside or inside_files else ():
+                out = root / f"{pair.name}.png"
+                if str(out) in inside_files or any(is_inside(out, f) for f in inside):
+                    clash = f"{out} would replace or join the inputs of this run"
+                    break
+        if clash:
+            raise _fail(
+                f"--save-outputs {save_outputs}: {label}'s outputs go to {target}: {clash}; "
+                "choose a folder outside the inputs",
+                2,
+            )
+
+
 def _build_sources(
-    methods: list[str], checkpoints: list[str], folders: list[Path], device: str
+    methods: list[str], checkpoints: list[str], folders: list[Path], device: str,
+    labels: list[str],
 ) -> list[Source]:
     """Sources in column order: methods, then weights, then prediction folders."""
     from pconv_cli.devices import resolve_device
-    from pconv_cli.evaluation.scoring import (
-        MethodSource,
-        ModelSource,
-        PredictionsSource,
-        unique_labels,
-    )
+    from pconv_cli.evaluation.scoring import MethodSource, ModelSource, PredictionsSource
 
-    labels = iter(
-        unique_labels(
-            [*methods, *_weights_labels(checkpoints), *(p.name or str(p) for p in folders)]
-        )
-    )
+    labels = iter(labels)
     sources: list[Source] = [MethodSource(m, next(labels)) for m in methods]
     if checkpoints:
         torch_device = resolve_device(device)

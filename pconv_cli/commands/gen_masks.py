@@ -8,6 +8,7 @@ are imported when the command runs. Never imports torch.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,9 @@ import typer
 from pconv_cli.commands._options import FLAG
 from pconv_cli.data.mask_kinds import MASK_KINDS
 
+MAX_MASKS = 1_000_000
+"""Most masks one ``gen-masks`` run writes (its plan alone would fill the memory beyond)."""
+
 if TYPE_CHECKING:
     from rich.progress import Progress
 
@@ -24,9 +28,11 @@ if TYPE_CHECKING:
     from pconv_cli.data.masks import ManifestRow
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(code)
+def _fail(message: str, code: int = 1) -> Exception:
+    """The error to raise: a usage error (exit code 2) or a failed job (1)."""
+    from pconv_cli.errors import PconvError, UsageError
+
+    return UsageError(message) if code == 2 else PconvError(message)
 
 
 def _resolve_size(size: int, height: int | None, width: int | None) -> tuple[int, int]:
@@ -38,6 +44,21 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise _fail(f"OUT_DIR {out_dir} exists and is not a folder", 2)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise _fail(f"OUT_DIR {out_dir} is not empty; pass --overwrite to write into it", 2)
+    from pconv_cli.files import writable_problem
+
+    problem = writable_problem(out_dir, folder=True) or (
+        writable_problem(out_dir.resolve().parent, folder=True) if out_dir.exists() else None
+    )  # the new set is written beside OUT_DIR, then swapped in
+    if problem:
+        raise _fail(f"OUT_DIR {out_dir}: {problem}", 2)
+
+
+def _cpus() -> int:
+    """CPUs this process may use (1000 --workers on 8 CPUs would only cost memory)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _progress() -> Progress:
@@ -85,7 +106,9 @@ def gen_masks(
     seed: int = typer.Option(
         0, "--seed", help="Seed; mask k is drawn from numpy default_rng of (seed, k)."
     ),
-    workers: int = typer.Option(1, "--workers", "-j", help="Processes (output is identical)."),
+    workers: int = typer.Option(
+        1, "--workers", "-j", help="Processes, at most the CPUs (output is identical)."
+    ),
     nvidia_buckets: bool = typer.Option(
         False,
         "--nvidia-buckets",
@@ -96,7 +119,8 @@ def gen_masks(
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
-        help="Write into a non-empty OUT_DIR, replacing files of the same names.",
+        help="Write into a non-empty OUT_DIR, replacing files of the same names (the new set "
+        "is written beside it and swapped in when complete).",
         **FLAG,
     ),
 ) -> None:
@@ -120,7 +144,7 @@ def gen_masks(
         nvidia_buckets=nvidia_buckets,
     )
     started = time.perf_counter()
-    rows = _write_mask_set(out_dir, jobs, workers)
+    rows = _write_mask_set(out_dir, jobs, min(workers, _cpus()))  # the same files either way
     elapsed = time.perf_counter() - started
     typer.echo(
         f"Wrote {len(rows)} {kind} masks ({mask_size[1]}x{mask_size[0]}, seed {seed}) to "
@@ -156,6 +180,13 @@ def _validated_ratio_range(
     ):
         if value < minimum:
             raise _fail(f"{name} must be >= {minimum}, got {value}", 2)
+    total = count * (len(NVIDIA_BUCKETS) * len(HALVES) if nvidia_buckets else 1)
+    if total > MAX_MASKS:
+        raise _fail(
+            f"--count {count} asks for {total:,} masks; a set holds at most {MAX_MASKS:,} "
+            "(write several sets with different --seed)",
+            2,
+        )
     if nvidia_buckets and (hole_ratio is not None or border is not None):
         raise _fail(
             "--nvidia-buckets sets the hole ratios and border halves itself; "

@@ -42,12 +42,12 @@ def _run(jobs, weights: str, device_name: str, options, folder: bool) -> None:
 
     from pconv_cli.devices import resolve_device
     from pconv_cli.models import describe_config
-    from pconv_cli.weights import model_from_weights, open_weights, zoo
+    from pconv_cli.weights import expect_kind, model_from_weights, open_weights, zoo
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     start = time.perf_counter()
     device = resolve_device(device_name)
-    loaded = open_weights(weights or zoo.DEFAULT_WEIGHTS)
+    loaded = expect_kind(open_weights(weights or zoo.DEFAULT_WEIGHTS), "inpainting")
     model = model_from_weights(loaded, device=device)
     meta = loaded.metadata
     what = meta.get("name") or Path(meta.get("source", weights or "")).name
@@ -177,7 +177,7 @@ def inpaint(
     ),
     invert_mask: bool = typer.Option(
         False,
-        "--invert-mask",
+        "--invert-mask/--no-invert-mask",
         help="Mask files are black = hole.",
         rich_help_panel=_PANEL_MASK,
         **FLAG,
@@ -250,13 +250,19 @@ def inpaint(
     ),
 ) -> None:
     """Inpaint IMAGE (or every image in DIR) where MASK is white; known pixels stay bit-exact."""
-    from pconv_cli.inpainting import InpaintOptions, RequestError, plan_jobs
+    from pconv_cli.files import remove_stale_temporaries
+    from pconv_cli.inpaint_jobs import RequestError, plan_jobs
 
     fmt = _format_option(file_format)
-    try:
+    try:  # every output is checked before torch and the model load (seconds)
         jobs = plan_jobs(source, mask, out, fmt, overwrite=overwrite)
     except RequestError as exc:
         raise typer.BadParameter(str(exc), param_hint=exc.option) from None
+    for folder in {job.out.parent for job in jobs}:
+        remove_stale_temporaries(folder)  # left by a run killed while writing
+
+    from pconv_cli.inpainting import InpaintOptions
+
     options = InpaintOptions(
         invert_mask=invert_mask,
         dilate=dilate,

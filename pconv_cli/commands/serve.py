@@ -60,43 +60,70 @@ def serve(
     max_megapixels: float = typer.Option(
         40.0, "--max-megapixels", min=0.01, help="Largest accepted image, in megapixels."
     ),
+    max_pass_megapixels: float = typer.Option(
+        4.0,
+        "--max-pass-megapixels",
+        min=0.01,
+        help="Largest model pass, in megapixels: larger images or crop windows are inpainted "
+        "shrunk to fit (as --strategy resize). Bounds memory: ~0.7 GB per megapixel with "
+        "the default model.",
+    ),
+    allowed_host: list[str] = typer.Option(
+        None,
+        "--allowed-host",
+        metavar="NAME",
+        help="Also accept requests whose Host header names NAME (repeatable; '*': any), "
+        "e.g. the name a reverse proxy serves. [default: the --host address and localhost]",
+    ),
+    allowed_origin: list[str] = typer.Option(
+        None,
+        "--allowed-origin",
+        metavar="URL",
+        help="Also accept POSTs from pages of this origin (repeatable), e.g. "
+        "https://pconv.example.org behind a proxy. [default: this server's own page only]",
+    ),
 ) -> None:
     """Paint a mask in the browser and inpaint (a local web page; needs the web extra).
 
     The page: open or drop a photo, paint the hole, choose model and strategy,
-    inpaint, compare, inpaint again, download. The API it uses is at /docs.
+    inpaint, compare, inpaint again, download. The API it uses is at /docs. Only
+    this server's own page (and --allowed-origin) may POST; Host headers must name
+    this server (or --allowed-host).
     """
     from rich.console import Console
     from rich.markup import escape
 
+    from pconv_cli.errors import PconvError
     from pconv_cli.web import missing_web_modules
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     missing = missing_web_modules()
     if missing:
-        console.print(
-            f"[red]Error:[/] pconv serve needs the web extra ({', '.join(missing)} missing): "
-            "pip install 'pconv-cli\\[web]'"
+        raise PconvError(
+            f"pconv serve needs the web extra ({', '.join(missing)} missing): "
+            "pip install 'pconv-cli[web]'"
         )
-        raise typer.Exit(1)
 
     import uvicorn
 
     from pconv_cli.web.app import create_app
-    from pconv_cli.weights import open_weights
+    from pconv_cli.weights import expect_kind, open_weights
 
     if weights:
-        open_weights(weights)  # fail now, not on the first request
+        expect_kind(open_weights(weights), "inpainting")  # fail now, not on the first request
     app = create_app(
         weights=weights,
         device=device,
         max_upload_mb=max_upload_mb,
         max_pixels=int(max_megapixels * 1e6),
+        max_pass_pixels=int(max_pass_megapixels * 1e6),
+        host=host,
+        allowed_hosts=allowed_host or (),
+        allowed_origins=allowed_origin or (),
     )
     problem = _bind_problem(host, port)
     if problem:
-        console.print(f"[red]Error:[/] cannot listen on {escape(host)}:{port}: {escape(problem)}")
-        raise typer.Exit(1)
+        raise PconvError(f"cannot listen on {host}:{port}: {problem}")
     if host not in _LOCAL_HOSTS:
         console.print(
             f"[yellow]warning:[/] listening on {escape(host)}: anyone who can reach this "
@@ -127,8 +154,6 @@ def serve(
     try:
         server.run()
     except (OSError, SystemExit) as exc:  # uvicorn exits when it cannot bind after all
-        console.print(f"[red]Error:[/] cannot listen on {escape(host)}:{port} ({exc})")
-        raise typer.Exit(1) from None
+        raise PconvError(f"cannot listen on {host}:{port} ({exc})") from None
     if not server.started:
-        console.print(f"[red]Error:[/] cannot listen on {escape(host)}:{port}")
-        raise typer.Exit(1)
+        raise PconvError(f"cannot listen on {host}:{port}")

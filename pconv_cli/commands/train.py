@@ -81,11 +81,12 @@ _SCHEDULES = Literal["constant", "cosine"]
 
 OPTIONS: tuple[_Option, ...] = (
     _Option("data", str, _opt(
-        "--data", "--folder", panel=_PANEL_DATA, metavar="DIR|LIST",
+        "--data", "--folder", "-f", panel=_PANEL_DATA, metavar="DIR|LIST",
         help="Image folder (searched recursively) or a file list of Places365/CelebA "
         "'path [label]' lines. [default: none; required unless --resume]",
-    ), finetune=typer.Option(..., "--data", "--folder", metavar="DIR|LIST",
-                             help="Image folder or file list.", rich_help_panel=_PANEL_DATA)),
+    ), finetune=typer.Option(None, "--data", "--folder", "-f", metavar="DIR|LIST",
+                             help="Image folder or file list. [default: none; required unless "
+                             "--resume]", rich_help_panel=_PANEL_DATA)),
     _Option("out", Path, typer.Option(..., "--out", "-o", help="Run directory.",
                                       rich_help_panel=_PANEL_RUN)),
     _Option("data_root", str, _opt(
@@ -97,18 +98,18 @@ OPTIONS: tuple[_Option, ...] = (
         help=f"Training stage of the family's recipe. {_per_family('stages')}. [default: 1]",
     ), finetune=False),
     _Option("init", str, _opt(
-        "--init", "--weights", panel=_PANEL_RUN, metavar="NAME|PATH",
+        "--init", "--weights", "-w", panel=_PANEL_RUN, metavar="NAME|PATH",
         help="Start from these weights: a zoo name or a weights file in any supported "
         "format (pconv weights list). [default: none, fresh weights]",
     ), finetune=typer.Option(
-        ..., "--init", "--weights", metavar="NAME|PATH", rich_help_panel=_PANEL_RUN,
+        None, "--init", "--weights", "-w", metavar="NAME|PATH", rich_help_panel=_PANEL_RUN,
         help="Weights to fine-tune: a zoo name (pconv weights list) or a weights file in "
-        "any supported format.",
+        "any supported format. [default: none; required unless --resume]",
     )),
     _Option("resume", bool, typer.Option(
         False, "--resume", help="Continue the run in --out from its newest checkpoint.",
         rich_help_panel=_PANEL_RUN, **FLAG,
-    ), finetune=False),
+    )),
     _Option("preset", str, _opt(
         "--preset", panel=_PANEL_RUN, metavar=_presets()[0],
         help=f"A whole recipe; options given still win. {_presets()[1]}. [default: none]",
@@ -134,7 +135,7 @@ OPTIONS: tuple[_Option, ...] = (
         "(sets the scale the net learns). [default: 1.5 x --size]",
     )),
     _Option("masks", str, _opt(
-        "--masks", "--mask", panel=_PANEL_DATA, callback=masks_value,
+        "--masks", "--mask", "-m", panel=_PANEL_DATA, callback=masks_value,
         metavar="[irregular|brush|box|thin|medium|thick|mixed|DIR]",
         help="A mask kind, or a folder of mask files (white = hole). [default: irregular]",
     )),
@@ -148,7 +149,8 @@ OPTIONS: tuple[_Option, ...] = (
         **FLAG,
     )),
     _Option("batch", int, _opt(
-        "--batch", panel=_PANEL_OPT, min=1, help="Images per step and process. [default: 8]",
+        "--batch", "-b", panel=_PANEL_OPT, min=1,
+        help="Images per step and process. [default: 8]",
     )),
     _Option("steps", int, _opt(
         "--steps", panel=_PANEL_OPT, min=1,
@@ -169,7 +171,7 @@ OPTIONS: tuple[_Option, ...] = (
         "adversarial=0.1. [default: the task's, see config.json]",
     ), key="loss.*"),
     _Option("workers", int, _opt(
-        "--workers", panel=_PANEL_DATA, min=0,
+        "--workers", "-j", panel=_PANEL_DATA, min=0,
         help="Data loader processes. [default: 4, at most the CPU count]",
     )),
     _Option("seed", int, _opt(
@@ -318,7 +320,13 @@ def _train(values: dict[str, Any]) -> None:
 def _finetune(values: dict[str, Any]) -> None:
     from pconv_cli.commands._training import run_training
 
-    run_training(_overrides(values), resume=False, finetune=True)
+    if values["resume"]:  # the run's config.json knows it is a fine-tuning run
+        run_training(_overrides(values), resume=True, command="pconv finetune")
+        return
+    for name, option in (("data", "--data"), ("init", "--init")):
+        if values[name] is None:
+            raise typer.BadParameter(f"{option} is required (unless --resume)", param_hint=option)
+    run_training(_overrides(values), resume=False, finetune=True, command="pconv finetune")
 
 
 train = _command(
@@ -335,6 +343,7 @@ finetune = _command(
     f"""Fine-tune weights on new data with their family's fine-tuning defaults.
 
     {_per_family("finetune")}.
+    Continue an interrupted fine-tuning with: pconv finetune --out RUN --resume.
     """,
     _finetune,
 )

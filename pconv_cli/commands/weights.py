@@ -97,10 +97,9 @@ def download_command(
     console = _console()
     unknown = [name for name in names or [] if name not in ZOO]
     if unknown:
-        _console(stderr=True).print(
-            f"[red]Error:[/] unknown weights {escape(unknown[0])!r}; known: {', '.join(ZOO)}"
-        )
-        raise typer.Exit(2)
+        from pconv_cli.errors import UsageError
+
+        raise UsageError(f"unknown weights {unknown[0]!r}; known: {', '.join(ZOO)}")
     failed = False
     for name in names or list(ZOO):
         try:
@@ -117,7 +116,9 @@ def download_command(
 @weights_app.command("convert", cls=Command)
 def convert_command(
     source: str = typer.Argument(..., metavar="NAME|PATH", help="Weights in any supported format."),
-    out: Path = typer.Option(..., "--out", "-o", help="The pconv checkpoint (.safetensors)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="The pconv checkpoint to write (a .safetensors file)."
+    ),
     half: bool = typer.Option(
         False,
         "--half",
@@ -132,23 +133,44 @@ def convert_command(
         help="With --half: tensors whose names match this glob stay float32 (repeatable), "
         "e.g. 'encoder.enc1.*'. [default: none]",
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace an existing -o (atomically), even the input itself.",
+        **FLAG,
+    ),
 ) -> None:
     """Convert weights (MMagic, naoto0804, ...) into a pconv safetensors checkpoint."""
     from rich.markup import escape
 
-    from pconv_cli.weights import (
-        model_from_weights,
-        open_weights,
-        write_checkpoint,
-    )
+    from pconv_cli.errors import UsageError
+    from pconv_cli.files import input_clash, remove_stale_temporaries, writable_problem
+
+    if keep_float32 and not half:
+        raise UsageError("--keep-float32 needs --half")
+    if out.suffix.lower() != ".safetensors":
+        raise UsageError(
+            f"-o {out}: pconv checkpoints are safetensors files; name it "
+            f"{out.with_suffix('.safetensors').name} (a .pth name would promise a pickle)"
+        )
+    problem = writable_problem(out)
+    if problem:
+        raise UsageError(f"-o {out}: {problem}")
+    source_path = Path(source).expanduser()
+    if source_path.is_file() and input_clash(out, [source_path]) and not overwrite:
+        raise UsageError(f"-o {out} is the input; pass --overwrite to replace it")
+    if out.exists() and not overwrite:
+        raise UsageError(f"-o {out} exists; pass --overwrite to replace it")
+
+    from pconv_cli.weights import WeightsError, model_from_weights, open_weights, write_checkpoint
 
     console = _console()
-    if keep_float32 and not half:
-        _console(stderr=True).print("[red]Error:[/] --keep-float32 needs --half")
-        raise typer.Exit(2)
     weights = open_weights(source)
     model_from_weights(weights)  # the file must build a working model
     meta = weights.metadata
+    read_from = meta.get("source")
+    if read_from and input_clash(out, [read_from]) and not overwrite:
+        raise UsageError(f"-o {out} is the input ({read_from}); pass --overwrite to replace it")
     extra = {"original_format": weights.source_format}
     extra.update({k: meta[k] for k in ("name", "size") if k in meta})
     state = weights.state
@@ -160,20 +182,23 @@ def convert_command(
             g for g in keep_float32 or [] if not any(fnmatch.fnmatchcase(k, g) for k in state)
         ]
         if unmatched:
-            _console(stderr=True).print(
-                f"[red]Error:[/] --keep-float32 {escape(unmatched[0])!r} matches no tensor"
-            )
-            raise typer.Exit(2)
+            raise UsageError(f"--keep-float32 {unmatched[0]!r} matches no tensor")
         state = {
             k: v.half() if v.is_floating_point() and k not in kept else v for k, v in state.items()
         }
         extra["stored_as"] = "float16" + (f" ({len(kept)} tensors float32)" if kept else "")
-    write_checkpoint(
-        out,
-        state,
-        family=weights.family,
-        config=weights.config,
-        converted_from=Path(meta.get("source", source)).name,
-        **extra,
-    )
+    remove_stale_temporaries(out.parent)
+    try:
+        write_checkpoint(
+            out,
+            state,
+            family=weights.family,
+            config=weights.config,
+            converted_from=Path(meta.get("source", source)).name,
+            **extra,
+        )
+    except OSError as error:
+        raise WeightsError(
+            f"cannot write {out}: {error.strerror or error}; nothing was changed"
+        ) from None
     console.print(f"wrote {escape(str(out))} ({weights.source_format} -> pconv)")

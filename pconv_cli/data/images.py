@@ -35,6 +35,7 @@ __all__ = [
     "SUFFIX_OF_FORMAT",
     "ImageDepthWarning",
     "ImageError",
+    "ImageMetadataWarning",
     "LoadedImage",
     "find_images",
     "format_for_suffix",
@@ -77,6 +78,14 @@ class ImageError(PconvError, ValueError):
 
 class ImageDepthWarning(UserWarning):
     """An image whose bit depth the output cannot keep (e.g. 16-bit grey saved as JPEG)."""
+
+
+class ImageMetadataWarning(UserWarning):
+    """Metadata the output format cannot hold (e.g. 70 KB of EXIF in a JPEG), left out."""
+
+
+JPEG_MAX_MARKER = 65533
+"""Largest EXIF block (bytes, with its ``Exif`` header) one JPEG APP1 marker holds."""
 
 
 DEEP_FORMATS = ("PNG", "TIFF")
@@ -279,8 +288,20 @@ def _save_options(
         options["quality"] = 95 if quality is None else quality
     elif quality is not None and file_format != "PNG":
         options["quality"] = quality
+    if file_format == "BMP" and image.mode == "LA":
+        image = image.convert("RGBA")  # BMP has no grey + alpha mode; RGBA keeps both
     if loaded.exif and file_format in _EXIF_FORMATS:
-        options["exif"] = loaded.exif
+        if file_format == "JPEG" and len(loaded.exif) > JPEG_MAX_MARKER:
+            import warnings
+
+            warnings.warn(
+                f"{loaded.path.name}: its EXIF ({len(loaded.exif) // 1024} KB) does not fit in "
+                f"a JPEG ({JPEG_MAX_MARKER // 1024} KB at most); the output has none",
+                ImageMetadataWarning,
+                stacklevel=3,
+            )
+        else:
+            options["exif"] = loaded.exif
     if loaded.icc_profile and file_format in _ICC_FORMATS:
         options["icc_profile"] = loaded.icc_profile
     return image, options

@@ -19,6 +19,7 @@ from pconv_cli.data.masks import (
     MANIFEST_NAME,
     NVIDIA_BUCKETS,
     ManifestRow,
+    MaskError,
     bucket_label,
     format_ratio_range,
     generate_mask,
@@ -152,18 +153,101 @@ def run_jobs(
     return [row for first in sorted(results) for row in results[first]]
 
 
-def remove_outputs(out_dir: Path, jobs: list[MaskJob], created_out_dir: bool) -> None:
-    """After a failure: delete the mask files this run planned and the empty folders left."""
-    folders = set()
-    for job in jobs:
-        path = out_dir / job.file
-        path.unlink(missing_ok=True)
-        folders.update(p for p in path.parents if out_dir in p.parents)
-    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-    if created_out_dir and out_dir.is_dir() and not any(out_dir.iterdir()):
-        out_dir.rmdir()
+def _keep_other_files(old: Path, new: Path) -> None:
+    """Hard-link into ``new`` every file of ``old`` it lacks (``--overwrite`` replaces files of
+    the same names and keeps the rest): the very same files, never copies. A file that
+    cannot be linked (another file system, a permission) stops the swap before ``old`` is
+    touched. Folders are recreated with their mode, times (and owner, as root)."""
+    import os
+    import shutil
+
+    folders: list[tuple[Path, Path]] = [(old, new)]
+    try:
+        for folder, dirs, files in os.walk(old):
+            source_folder = Path(folder)
+            target_folder = new / source_folder.relative_to(old)
+            for name in dirs:
+                source, target = source_folder / name, target_folder / name
+                if source.is_symlink():
+                    if not target.exists() and not target.is_symlink():
+                        os.symlink(os.readlink(source), target)
+                    continue
+                target.mkdir(exist_ok=True)
+                folders.append((source, target))
+            for name in files:
+                source, target = source_folder / name, target_folder / name
+                if not target.exists() and not target.is_symlink():
+                    os.link(source, target, follow_symlinks=False)
+        for source, target in reversed(folders):  # deepest first: filling changes the times
+            shutil.copystat(source, target, follow_symlinks=False)
+            if os.geteuid() == 0:
+                info = source.stat()
+                os.chown(target, info.st_uid, info.st_gid)
+    except OSError as error:
+        where = error.filename or old
+        raise MaskError(
+            f"cannot keep {where} in the new set ({error.strerror or error}); nothing was "
+            f"changed: move it out of {old} or write the set to an empty folder"
+        ) from None
+
+
+def _check_swappable(out_dir: Path) -> None:
+    """An existing OUT_DIR is replaced by a new folder: it must not be a mount point, nor
+    hold the current folder (the shell in it would be left in a deleted folder)."""
+    import os
+
+    from pconv_cli.files import is_inside
+
+    if not out_dir.is_dir():
+        return
+    if os.path.ismount(out_dir):
+        raise MaskError(f"OUT_DIR {out_dir} is a mount point; write the set to a folder inside it")
+    if is_inside(Path.cwd(), out_dir):
+        raise MaskError(
+            f"OUT_DIR {out_dir} holds the current folder; run gen-masks from outside it"
+        )
+
+
+def _swap_in(new: Path, out_dir: Path) -> None:
+    """Put the complete set ``new`` at ``out_dir`` (the old folder, if any, goes away)."""
+    import os
+    import secrets
+    import shutil
+
+    from pconv_cli.files import temporary_prefix
+
+    if not out_dir.exists():
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(new, 0o777 & ~umask)  # mkdtemp made it 0700
+        os.rename(new, out_dir)
+        return
+    _keep_other_files(out_dir, new)
+    old = out_dir.parent / f"{temporary_prefix(out_dir)}{secrets.token_hex(4)}.old"
+    os.rename(out_dir, old)  # from here to the next rename, a crash leaves both aside:
+    os.rename(new, out_dir)  # the next run puts the old set back (recover_mask_set)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_mask_set(out_dir: Path) -> None:
+    """Clean up after a gen-masks run that was killed: its unfinished new set goes; a set
+    moved aside by an interrupted swap is put back if ``out_dir`` is missing."""
+    import re
+    import shutil
+
+    from pconv_cli.files import remove_stale_temporaries, temporary_prefix, writer_alive
+
+    remove_stale_temporaries(out_dir.parent)  # unfinished .new sets of dead writers
+    name = re.escape(temporary_prefix(out_dir).rsplit(".", 2)[0])
+    mine = re.compile(name + r"\.(?P<pid>\d+)\.[a-z0-9_]{8}\.old")
+    for old in sorted(out_dir.parent.glob(".*.old")):
+        found = mine.fullmatch(old.name)
+        if not found or not old.is_dir() or writer_alive(int(found["pid"])):
+            continue
+        if not out_dir.exists():
+            old.rename(out_dir)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def write_mask_set(
@@ -172,18 +256,30 @@ def write_mask_set(
     workers: int,
     on_done: Callable[[int], None] = lambda n: None,
 ) -> list[ManifestRow]:
-    """Write every mask, then the manifest (present = complete set); all or nothing.
+    """Write every mask and the manifest into a new folder beside ``out_dir``, then swap
+    it in: all or nothing, and an existing set stays untouched until the new one is complete.
 
-    On any failure the files this call planned are removed again and the error
-    propagates.
+    Files of an existing ``out_dir`` that the new set does not replace are kept. On
+    any failure (a full disk, Ctrl-C) the new folder is removed, the error
+    propagates and ``out_dir`` is as it was.
     """
-    created_out_dir = not out_dir.exists()
+    import shutil
+    import tempfile
+
+    from pconv_cli.files import temporary_prefix
+
+    if out_dir.is_symlink():
+        out_dir = out_dir.resolve()  # swap the folder it points to, keep the link
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    recover_mask_set(out_dir)
+    _check_swappable(out_dir)
+    new = Path(tempfile.mkdtemp(prefix=temporary_prefix(out_dir), suffix=".new",
+                                dir=out_dir.parent))  # fmt: skip
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
-        rows = run_jobs(out_dir, jobs, workers, on_done)
-        write_manifest(out_dir / MANIFEST_NAME, rows)
+        rows = run_jobs(new, jobs, workers, on_done)
+        write_manifest(new / MANIFEST_NAME, rows)
+        _swap_in(new, out_dir)
     except BaseException:
-        remove_outputs(out_dir, jobs, created_out_dir)
+        shutil.rmtree(new, ignore_errors=True)
         raise
     return rows

@@ -103,6 +103,10 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "seed",
 )
 
+MAX_MASK_PIXELS = 8192 * 8192
+"""Largest mask (height x width) :func:`check_mask_request` accepts: a 100000 px side
+would need tens of GB before the first stroke is drawn."""
+
 _BASE_MARGIN = 50
 """Default no-border margin in pixels at a 512-pixel shorter side."""
 
@@ -123,7 +127,12 @@ class MaskContentWarning(UserWarning):
 
 
 NON_BINARY_WARNING = 0.05
-"""Share of pixels neither black nor white (values 1..254) above which :func:`load_mask` warns."""
+"""Share of grey pixels (more than :data:`NEAR_BINARY` levels from both black and white)
+above which :func:`load_mask` warns."""
+
+NEAR_BINARY = 16
+"""Levels from 0 or 255 that still count as black or white: a binary mask saved as JPEG
+(quality 75 or more) has its edges within this and loads without a warning."""
 
 
 # --------------------------------------------------------------------------- ratios
@@ -525,6 +534,11 @@ def check_mask_request(
         raise MaskError(
             f"mask size {width}x{height} is too small (at least {_MIN_SIDE}x{_MIN_SIDE})"
         )
+    if height * width > MAX_MASK_PIXELS:
+        raise MaskError(
+            f"mask size {width}x{height} is too large: at most {MAX_MASK_PIXELS / 1e6:.0f} MP "
+            "per mask (e.g. 8192x8192); a smaller mask is resized to each image it is used with"
+        )
     margin = default_margin(size) if margin is None else margin
     if margin < 0:
         raise MaskError(f"margin must be >= 0, got {margin}")
@@ -698,11 +712,15 @@ def save_mask(path: str | os.PathLike[str], hole: np.ndarray) -> None:
     )
 
 
-_LOADABLE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
+_LOADABLE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L")
+_DEEP_MODES = ("I", "I;16", "I;16B", "I;16L")
 
 
 def _hole_values(image: Image.Image) -> np.ndarray:
-    """0..255 'holeness' of an opened mask image: alpha if it has transparency, else luminance."""
+    """0..255 'holeness' of an opened mask image: alpha if it has transparency, else luminance
+    (16-bit grey scaled down to 8 bits)."""
+    if image.mode in _DEEP_MODES:
+        return (np.clip(np.asarray(image).astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
     if image.mode in ("P", "PA"):
         has_alpha = image.mode == "PA" or "transparency" in image.info
         image = image.convert("RGBA" if has_alpha else "L")
@@ -723,12 +741,14 @@ def load_mask(
 ) -> np.ndarray:
     """Read a mask file as a bool array, True = hole (white, value > 127, in the file).
 
-    Accepts modes 1, L, P, RGB and RGBA (also LA/PA). A file with transparency uses
+    Accepts modes 1, L, P, RGB and RGBA (also LA/PA) and 16-bit grey (value > 32767 =
+    hole). A file with transparency uses
     its alpha: opaque painted pixels are the hole. ``invert`` flips hole and valid
     (for black = hole files). ``size=(height, width)`` resizes with nearest neighbour
     after thresholding, so the result stays binary, and emits a
-    :class:`MaskResizedWarning`; a file with more than 5% grey pixels (neither 0 nor
-    255) emits a :class:`MaskContentWarning`. Unreadable, empty or unsupported files
+    :class:`MaskResizedWarning`; a file with more than 5% grey pixels (more than
+    :data:`NEAR_BINARY` levels from 0 and 255: JPEG's ringing around a binary mask does
+    not count) emits a :class:`MaskContentWarning`. Unreadable, empty or unsupported files
     raise :class:`MaskError`.
     """
     path = Path(path)
@@ -740,7 +760,7 @@ def load_mask(
             if image.mode not in _LOADABLE_MODES:
                 raise MaskError(
                     f"mask file {path} has unsupported image mode {image.mode} "
-                    f"(expected 1, L, P, RGB or RGBA)"
+                    f"(expected 1, L, P, RGB, RGBA or 16-bit grey)"
                 )
             values = _hole_values(image)
     except MaskError:
@@ -748,7 +768,9 @@ def load_mask(
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise MaskError(f"cannot read mask file {path}: {reason}") from None
-    grey = float(np.count_nonzero((values > 0) & (values < 255))) / max(values.size, 1)
+    grey = float(
+        np.count_nonzero((values > NEAR_BINARY) & (values < 255 - NEAR_BINARY))
+    ) / max(values.size, 1)
     if grey > NON_BINARY_WARNING:
         warnings.warn(
             f"mask {path}: {grey:.0%} of its pixels are neither black nor white; "
@@ -851,3 +873,10 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:
             return rows
     except OSError as error:
         raise MaskError(f"cannot read manifest {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise MaskError(
+            f"manifest {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+            f"offset {error.start})"
+        ) from None
+    except csv.Error as error:
+        raise MaskError(f"manifest {path} is not a readable CSV file ({error})") from None

@@ -70,6 +70,8 @@ def _mean(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
 def _biharmonic(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
     from skimage.restoration import inpaint_biharmonic
 
+    if hole.all():  # nothing known to extend: black, as ``mean`` gives
+        return np.zeros(image.shape, dtype=np.float64)
     return inpaint_biharmonic(image.astype(np.float64) / 255.0, hole, channel_axis=-1)
 
 

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -143,12 +143,15 @@ def list_images(folder: str | os.PathLike[str]) -> list[ImageEntry]:
 
 
 def load_mask_set(path: str | os.PathLike[str], invert: bool = False) -> MaskSet:
-    """Masks of a folder (its ``manifest.csv`` if present, else every image file) or a manifest.
+    """Masks of a folder (its ``manifest.csv`` if present, else every image file), a
+    manifest, or a single mask file.
 
     Manifest buckets and border flags describe files as written (white = hole), so
     with ``invert`` they are recomputed from the loaded masks instead.
     """
     path = Path(path)
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:  # one mask file
+        return MaskSet(path.parent, (MaskEntry(path.stem, path),))
     if path.is_file():
         manifest: Path | None = path
         root = path.parent
@@ -282,12 +285,38 @@ def _read_pairs_file(
                     mask = MaskEntry(_relative_key(mask_path, masks.root), mask_path)
                 image = ImageEntry(_relative_key(image_path, image_root), image_path)
                 name = (record.get("name") or "").strip() or None
+                if name is not None:
+                    _check_pair_name(name, f"pairs file {path} line {reader.line_num}")
                 pairs.append((image, mask, name))
     except OSError as error:
         raise EvalError(f"cannot read pairs file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise EvalError(
+            f"pairs file {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+            f"offset {error.start}); save it as UTF-8 CSV"
+        ) from None
+    except csv.Error as error:
+        raise EvalError(f"pairs file {path} is not a readable CSV file ({error})") from None
     if not pairs:
         raise EvalError(f"pairs file {path} lists no pairs")
     return pairs
+
+
+def _check_pair_name(name: str, where: str) -> None:
+    """A CSV ``name`` becomes ``--save-outputs DIR/SOURCE/<name>.png``: it must stay inside."""
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    if (
+        posix.is_absolute()
+        or windows.is_absolute()
+        or windows.drive
+        or "\\" in name
+        or "\0" in name
+        or any(part in ("..", ".") for part in posix.parts)
+    ):
+        raise EvalError(
+            f"{where}: name {name!r} must be a relative path without '..' (it names the "
+            "file --save-outputs writes and --predictions reads)"
+        )
 
 
 def _relative_key(path: Path, root: Path) -> str:

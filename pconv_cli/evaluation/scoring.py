@@ -130,11 +130,11 @@ class ModelSource(Source):
     kind = "weights"
 
     def __init__(self, spec: str, device: torch.device, label: str | None = None):
-        from pconv_cli.weights import model_from_weights, open_weights
+        from pconv_cli.weights import expect_kind, model_from_weights, open_weights
 
         super().__init__(spec, label)
         self.device = device
-        self.weights = open_weights(spec)
+        self.weights = expect_kind(open_weights(spec), "inpainting")
         self.model = model_from_weights(self.weights, device=device)
 
     def predict(self, batch: Batch) -> Tensor:
@@ -479,10 +479,24 @@ def _safe_dir(label: str) -> str:
     return _SAFE.sub("_", label).strip("._") or "source"
 
 
+def save_outputs_folder(folder: str | os.PathLike[str], label: str) -> Path:
+    """Where ``save_outputs=folder`` puts the composites of the source called ``label``."""
+    return Path(folder) / _safe_dir(label)
+
+
 def _save_outputs(folder: Path, label: str, pairs: list[Pair], composite: np.ndarray) -> None:
-    """Write each composite as ``folder/<label>/<pair name>.png`` (atomically)."""
+    """Write each composite as ``folder/<label>/<pair name>.png`` (atomically, never outside)."""
+    from pconv_cli.files import is_inside
+
+    target_dir = save_outputs_folder(folder, label)
     for pair, image in zip(pairs, composite, strict=True):
-        save_png(folder / _safe_dir(label) / f"{pair.name}.png", image, compress_level=1)
+        path = target_dir / f"{pair.name}.png"
+        if not is_inside(path, target_dir):
+            raise EvalError(f"pair name {pair.name!r} would write outside {target_dir}")
+        try:
+            save_png(path, image, compress_level=1)
+        except OSError as error:
+            raise EvalError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _score_batch(

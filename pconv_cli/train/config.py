@@ -198,10 +198,33 @@ def resolve_config(
         config.init_from = "resume"
         config.out = str(out)  # the run is the folder named now (a copy stays a copy)
         config.data = _existing_data(config.data, Path(out), given="data" in overrides)
+        check_run_paths(config)
         return config
     if finetune and not overrides.get("init"):
         raise UsageError("fine-tuning needs --init WEIGHTS")
-    return _resolve_new(overrides, finetune)
+    config = _resolve_new(overrides, finetune)
+    check_run_paths(config)
+    return config
+
+
+def check_run_paths(config: TrainConfig) -> None:
+    """``--out`` must be a folder pconv can write, apart from a ``--data`` folder (read
+    recursively): a run inside it would train on its own samples next time, and data
+    inside ``--out`` would be mixed with checkpoints. A UsageError, before any writing.
+    (A list file names its images, so a run beside it is fine.)"""
+    from pconv_cli.files import is_inside, writable_problem
+
+    out = Path(config.out)
+    problem = writable_problem(out, folder=True)
+    if problem:
+        raise UsageError(f"--out {out}: {problem}")
+    data = Path(config.data) if config.data else None
+    if data is not None and data.is_dir() and (is_inside(out, data) or is_inside(data, out)):
+        where = "is" if out.resolve() == data.resolve() else "overlaps"
+        raise UsageError(
+            f"--out {out} {where} the training data folder (--data {data}); give a run "
+            "folder outside it"
+        )
 
 
 def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConfig:

@@ -84,7 +84,7 @@ class RunDir:
             handle.write(str(os.getpid()))
             handle.flush()
             for folder in (self.root, self.checkpoints, self.root / "samples"):
-                remove_stale_temporaries(folder)
+                remove_stale_temporaries(folder, locked=True)  # the lock: no other writer
             yield
         finally:
             handle.close()

@@ -14,19 +14,33 @@ Endpoints (all documented at ``/docs``):
 - ``POST /api/convert`` (multipart): ``image`` and ``format``: the image re-encoded
   (the page's download in the original format).
 
-Inference runs in one worker thread, one request at a time (the rest queue), so
-the event loop never blocks. Uploads are size-limited, decoded only after their
-header says they are an image of a sane pixel count, and never name a path on
-the server. Every error is JSON ``{"error": "one line"}`` with a 4xx/5xx status.
+Inference runs in one worker thread, one request at a time (the rest queue, and a
+queued request whose client has gone is dropped), so the event loop never blocks.
+Uploads are size-limited while they are read (chunked ones included), decoded only
+after their header says they are an image of a sane pixel count, and never name a
+path on the server. No model pass exceeds ``max_pass_pixels`` (larger ones run
+shrunk, as the ``resize`` strategy does): memory grows about 0.7 GB per megapixel
+of a pass with the default model, so that bounds a request's memory.
+
+A web page the user visits cannot use the API: requests must name this server in
+their ``Host`` header (a DNS-rebinding page names its own), and a POST whose
+``Origin`` (or ``Sec-Fetch-Site``) says it comes from another site is refused
+(403); ``allowed_hosts``/``allowed_origins`` admit a reverse proxy's names. Every
+error is JSON ``{"error": "one line"}`` with a 4xx/5xx status; ``/docs`` is a
+self-contained API page (nothing is fetched from the internet).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import ipaddress
+import logging
 import re
 import tempfile
 import threading
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
@@ -38,17 +52,38 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pconv_cli import __version__
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_MB", "ApiError", "ModelStore", "create_app"]
+__all__ = [
+    "DEFAULT_MAX_PASS_PIXELS",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_UPLOAD_MB",
+    "LOCAL_HOSTS",
+    "ApiError",
+    "ModelStore",
+    "create_app",
+]
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 32
 """Largest accepted file, per uploaded file, in MiB."""
 DEFAULT_MAX_PIXELS = 40_000_000
 """Largest accepted image (width x height), checked on the header before decoding."""
+DEFAULT_MAX_PASS_PIXELS = 4_000_000
+"""Largest model pass: about 2.7 GB with the default model (measured: ~0.68 GB per
+megapixel of an all-hole pass on the CPU, plus ~0.6 GB for torch and the model)."""
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""Names of this machine every server accepts in the ``Host`` header."""
+_WILDCARDS = ("0.0.0.0", "::", "")
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+_RECEIVE: contextvars.ContextVar[Receive | None] = contextvars.ContextVar(
+    "pconv_serve_receive", default=None
+)  # the current request's ASGI receive: run() watches it for the client going away
+_log = logging.getLogger("pconv.serve")
 
 _MEDIA_TYPES = {
     "PNG": "image/png",
@@ -173,8 +208,8 @@ def _image_format(data: bytes, what: str, max_pixels: int) -> str:
     if width * height > max_pixels:
         raise ApiError(
             413,
-            f"{what} is {width}x{height} = {width * height / 1e6:.1f} MP; "
-            f"the limit is {max_pixels / 1e6:.0f} MP",
+            f"{what} is {width}x{height} = {width * height / 1e6:.3g} MP; "
+            f"the limit is {max_pixels / 1e6:.3g} MP",
         )
     return file_format
 
@@ -215,20 +250,152 @@ def _convert(image: bytes, image_format: str, out_format: str) -> bytes:
     """``image`` re-encoded in ``out_format`` (pconv's writer: EXIF/ICC kept where possible)."""
     import numpy as np
 
-    from pconv_cli.data.images import SUFFIX_OF_FORMAT, load_image, output_image, save_image
+    from pconv_cli.data.images import (
+        SUFFIX_OF_FORMAT,
+        ImageError,
+        load_image,
+        output_image,
+        save_image,
+    )
 
     with tempfile.TemporaryDirectory(prefix="pconv-serve-") as folder:
         root = Path(folder)
         source = root / f"image{SUFFIX_OF_FORMAT[image_format]}"
         source.write_bytes(image)
-        loaded = load_image(source)
-        no_hole = np.zeros(loaded.rgb.shape[:2], dtype=bool)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            picture = output_image(loaded, loaded.rgb, no_hole, out_format)
-        out = save_image(root / f"out{SUFFIX_OF_FORMAT[out_format]}", picture, loaded,
-                         file_format=out_format)  # fmt: skip
+        try:
+            loaded = load_image(source)
+            no_hole = np.zeros(loaded.rgb.shape[:2], dtype=bool)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                picture = output_image(loaded, loaded.rgb, no_hole, out_format)
+            out = save_image(root / f"out{SUFFIX_OF_FORMAT[out_format]}", picture, loaded,
+                             file_format=out_format)  # fmt: skip
+        except ImageError as exc:  # e.g. a truncated file: its header was fine
+            message = str(exc).replace(str(root) + "/", "").replace(str(root), "")
+            raise ApiError(400, message) from None
         return out.read_bytes()
+
+
+def _host_name(netloc: str) -> str:
+    """The host of ``host[:port]`` / ``[v6][:port]``, lower case, without the port."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[1 : netloc.find("]")] if "]" in netloc else netloc
+    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+
+
+def _origin_netloc(origin: str) -> str | None:
+    """``host[:port]`` of an ``Origin`` value with the scheme's default port left out."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(origin.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return host if port in (None, default) else f"{host}:{port}"
+
+
+class _Guard:
+    """ASGI middleware in front of everything: the ``Host`` and ``Origin`` checks, and
+    the request-body cap enforced while the body is read (chunked uploads included)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        served_host: str,
+        allowed_hosts: Sequence[str],
+        allowed_origins: Sequence[str],
+        max_body: int,
+        max_upload_mb: int,
+    ):
+        self.app = app
+        self.any_ip = served_host in _WILDCARDS
+        self.any_host = "*" in allowed_hosts
+        hosts = {*LOCAL_HOSTS, *(h.lower().strip("[]") for h in allowed_hosts)}
+        if not self.any_ip:
+            hosts.add(served_host.lower().strip("[]"))
+        self.hosts = hosts
+        self.origins = {o.strip().lower().rstrip("/") for o in allowed_origins}
+        self.max_body = max_body
+        self.too_large = f"request larger than the {max_upload_mb} MiB per file upload limit"
+
+    def _host_allowed(self, host: str) -> bool:
+        if self.any_host or host in self.hosts:
+            return True
+        if self.any_ip:  # listening on every address: any address of this machine
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                return False
+            return True
+        return False
+
+    def refusal(self, method: str, headers: Headers) -> tuple[int, str] | None:
+        """(status, message) when the request must be refused, else None."""
+        netloc = headers.get("host", "")
+        host = _host_name(netloc)
+        if not host or not self._host_allowed(host):
+            return 421, (
+                f"Host {netloc or '(none)'!r} is not this server; behind a reverse proxy start "
+                "pconv serve with --allowed-host NAME"
+            )
+        if method.upper() in _SAFE_METHODS:
+            return None
+        origin = headers.get("origin")
+        if origin is not None:
+            if origin.strip().lower().rstrip("/") in self.origins:
+                return None
+            if _origin_netloc(origin) != netloc.strip().lower():
+                return 403, (
+                    f"cross-origin request refused (Origin {origin}); a page of another site "
+                    "cannot use this server (--allowed-origin admits one)"
+                )
+            return None
+        if headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"):
+            return 403, "cross-site request refused (Sec-Fetch-Site); use the page of this server"
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refused = self.refusal(scope["method"], headers)
+        length = headers.get("content-length", "")
+        if refused is None and length.isdigit() and int(length) > self.max_body:
+            refused = 413, self.too_large
+        if refused is not None:
+            status, message = refused
+            await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:  # stop reading: nothing more is spooled
+                    raise StarletteHTTPException(413, self.too_large)
+            return message
+
+        token = _RECEIVE.set(limited)
+        try:
+            await self.app(scope, limited, send)
+        finally:
+            _RECEIVE.reset(token)
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return when the client of a request whose body has been read goes away."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def create_app(
@@ -237,31 +404,59 @@ def create_app(
     device: str = "auto",
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pass_pixels: int | None = DEFAULT_MAX_PASS_PIXELS,
+    host: str = "127.0.0.1",
+    allowed_hosts: Sequence[str] = (),
+    allowed_origins: Sequence[str] = (),
 ) -> FastAPI:
     """The app. ``weights``: an extra zoo name or file offered (and the default);
-    ``device``: where models run (``auto``: CUDA, then MPS, then CPU)."""
+    ``device``: where models run (``auto``: CUDA, then MPS, then CPU); ``host``: the
+    address served (``Host`` headers must name it, a loopback name, or one of
+    ``allowed_hosts``; ``*`` admits any); ``allowed_origins``: other web origins
+    (``https://name``) whose pages may POST; ``max_pass_pixels``: the largest model pass
+    (None: no limit)."""
     from pconv_cli.devices import resolve_device
     from pconv_cli.inpainting import STRATEGIES
 
     store = ModelStore(weights, resolve_device(device))
     limit = max_upload_mb * 2**20
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pconv-inpaint")
+    gate = asyncio.Lock()  # one job at a time; the waiting ones are checked when their turn comes
     queued = 0
 
     app = FastAPI(
         title="pconv",
         version=__version__,
         description="Paint a mask, inpaint with pconv's models. Mask files: white = hole.",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.store = store
+    app.add_middleware(
+        _Guard,
+        served_host=host,
+        allowed_hosts=tuple(allowed_hosts),
+        allowed_origins=tuple(allowed_origins),
+        max_body=2 * limit + 2**20,  # two files and the form fields
+        max_upload_mb=max_upload_mb,
+    )
 
     async def run(function, *args):
+        """``function(*args)`` in the worker thread, after the jobs queued before it; a
+        request whose client disconnected while it waited is dropped unrun."""
         nonlocal queued
+        receive = _RECEIVE.get()
+        gone = None if receive is None else asyncio.ensure_future(_disconnected(receive))
         queued += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(worker, function, *args)
+            async with gate:
+                if gone is not None and gone.done() and not gone.cancelled():
+                    raise ApiError(499, "the client closed the request; not run")
+                return await asyncio.get_running_loop().run_in_executor(worker, function, *args)
         finally:
             queued -= 1
+            if gone is not None:
+                gone.cancel()
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -280,24 +475,20 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(
-            {"error": f"internal error: {type(exc).__name__}: {_one_line(str(exc))}"},
+        _log.error("pconv serve: %s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(  # the details (paths of this machine) go to the server's log only
+            {"error": f"internal error ({type(exc).__name__}); the server's log has the details"},
             status_code=500,
         )
-
-    @app.middleware("http")
-    async def _body_limit(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > 2 * limit + 2**20:
-            return JSONResponse(
-                {"error": f"request larger than the {max_upload_mb} MiB per file upload limit"},
-                status_code=413,
-            )
-        return await call_next(request)
 
     @app.get("/", include_in_schema=False)
     async def _page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def _docs() -> FileResponse:
+        """The API page: rendered from /openapi.json by a local script (works offline)."""
+        return FileResponse(STATIC / "api.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -334,7 +525,8 @@ def create_app(
             raise ApiError(400, f"strategy {strategy!r}: use {', '.join(STRATEGIES)}")
         out_format = _output_format(format, image_format)
         choice = store.resolve(model)
-        options = {"strategy": strategy, "invert_mask": invert_mask}
+        options = {"strategy": strategy, "invert_mask": invert_mask,
+                   "max_pass_pixels": max_pass_pixels}  # fmt: skip
 
         def job() -> tuple[bytes, str, list[str]]:
             return _inpaint(

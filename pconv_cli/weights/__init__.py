@@ -24,7 +24,7 @@ from pconv_cli.weights.formats import (
     register_converter,
 )
 from pconv_cli.weights.hub import cached_weights_path, fetch_weights
-from pconv_cli.weights.loading import load_model, model_from_weights, open_weights
+from pconv_cli.weights.loading import expect_kind, load_model, model_from_weights, open_weights
 from pconv_cli.weights.zoo import DEFAULT_WEIGHTS, ZOO, WeightsEntry, get_weights, list_weights
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "WeightsError",
     "cached_weights_path",
     "detect_format",
+    "expect_kind",
     "fetch_weights",
     "get_weights",
     "list_converters",

@@ -21,7 +21,7 @@ from pconv_cli.weights.formats import read_state_file, read_weights_file
 from pconv_cli.weights.hub import fetch_weights
 from pconv_cli.weights.zoo import ZOO, WeightsEntry, resolve_weights
 
-__all__ = ["load_model", "model_from_weights", "open_weights"]
+__all__ = ["expect_kind", "load_model", "model_from_weights", "open_weights"]
 
 
 def open_weights(spec: str, *, progress: bool = True) -> Weights:
@@ -70,6 +70,23 @@ def _read_entry_file(entry: WeightsEntry, file: Path) -> Weights:
     except ModelError as exc:
         raise exc.prefixed(entry.name) from None
     return Weights(read_state_file(file), entry.family, config, {"source_format": "state-dict"})
+
+
+def expect_kind(weights: Weights, kind: str, what: str = "--weights") -> Weights:
+    """``weights`` if their family is of ``kind`` (``inpainting``, ``classification``);
+    else a :class:`WeightsError` saying which family the file holds (before any model
+    is built, so a classifier given to ``inpaint`` is one line, not a TypeError)."""
+    family = get_family(weights.family)
+    if family.kind != kind:
+        source = weights.metadata.get("name") or weights.metadata.get("source", "")
+        wanted = _KIND_NAMES.get(kind, f"a {kind} model")
+        raise WeightsError(
+            f"{what} {source} holds a {family.name} model ({family.kind}), not {wanted}"
+        )
+    return weights
+
+
+_KIND_NAMES = {"inpainting": "an inpainting model", "classification": "a classifier"}
 
 
 def model_from_weights(weights: Weights, *, device: str | torch.device = "cpu") -> nn.Module:

@@ -52,6 +52,7 @@ class ClassifyTask(Task):
     def dataset(self) -> Dataset:
         from pconv_cli.data.classification import ImageFolderDataset
 
+        self._check_size()
         root = Path(self.config.data)
         self._train = ImageFolderDataset(
             root / "train", size=self.config.size, train=True, seed=self.config.seed
@@ -81,6 +82,22 @@ class ClassifyTask(Task):
                 )
         if find_classes(root / "train") != find_classes(root / "val"):
             raise DataError(f"{root}/train and {root}/val have different class folders")
+
+    def _check_size(self) -> None:
+        """A crop too small for the architecture is a usage error before training, not a
+        torch RuntimeError in the first step (one image through the model, in eval mode)."""
+        from pconv_cli.errors import UsageError, one_line
+
+        size, training = self.config.size, self.model.training
+        try:
+            with torch.no_grad():
+                self.model.eval()(torch.zeros(1, 3, size, size))
+        except RuntimeError as exc:
+            raise UsageError(
+                f"--size {size} is too small for {self.config.arch} ({one_line(exc)})"
+            ) from None
+        finally:
+            self.model.train(training)
 
     @staticmethod
     def collate(items: list[dict]) -> dict:
