@@ -136,8 +136,12 @@ def _without(record: dict[str, Any], dropped: set[str]) -> dict[str, Any]:
 
 def set_metric_values(source: SourceResult, metrics: tuple[str, ...]) -> dict[str, Any]:
     """``{"fid", "p_ids", "u_ids"}`` (those asked for) of a source, JSON-ready."""
+    return _set_values(source.set_metrics, metrics)
+
+
+def _set_values(values: dict[str, float], metrics: tuple[str, ...]) -> dict[str, Any]:
     return {
-        key: json_number(source.set_metrics.get(key, math.nan))
+        key: json_number(values.get(key, math.nan))
         for name in metrics
         for key in SET_METRIC_KEYS.get(name, ())
     }
@@ -159,6 +163,11 @@ def write_json(path: str | os.PathLike[str], config: dict[str, Any], result: Eva
                 head["summary"] = [_without(row.to_json(), dropped) for row in source.rows()]
                 if any(name in SET_METRIC_KEYS for name in result.metrics):
                     head["set_metrics"] = set_metric_values(source, result.metrics)
+                    if source.set_metrics_by_bucket:
+                        head["set_metrics_by_bucket"] = {
+                            label: _set_values(values, result.metrics)
+                            for label, values in source.set_metrics_by_bucket.items()
+                        }
                 body = dump(head)[:-1]  # reopen the object to stream "images"
                 handle.write(f'{"," if number else ""}\n{dump(source.label)}: {body}, "images": [')
                 for count, record in enumerate(source.records()):

@@ -475,6 +475,8 @@ class SourceResult:
     features: FeatureSpool | None = None
     set_metrics: dict[str, float] = field(default_factory=dict)
     """Set-level values (``fid``, ``p_ids``, ``u_ids``) once scoring has finished."""
+    set_metrics_by_bucket: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The same per bucket label (mask set), when asked for (``--protocol`` LaMa, MAT)."""
 
     @property
     def label(self) -> str:
@@ -514,6 +516,8 @@ class EvalResult:
     """The metrics asked for (report columns); l1/PSNR/SSIM are always computed."""
     real_features: FeatureSpool | None = None
     """Features of every pair's truth (the real set of FID and P-IDS), in pair order."""
+    pair_buckets: list[str] = field(default_factory=list)
+    """Each pair's bucket label, in pair order (for set metrics per bucket)."""
 
     def close(self) -> None:
         for result in self.sources:
@@ -583,6 +587,7 @@ def evaluate(
     prefetch: bool = True,
     suite: MetricSuite | None = None,
     finish: bool = True,
+    by_bucket: bool = False,
 ) -> EvalResult:
     """Score every pair of ``plan`` with every source; return the aggregated result.
 
@@ -591,7 +596,7 @@ def evaluate(
     as ``DIR/<source label>/<pair name>.png``. ``on_progress(n)`` after each batch.
     ``suite`` adds LPIPS and the Inception features of FID/P-IDS, whose set-level
     values are computed at the end unless ``finish=False`` (a shard of a sharded run:
-    see :mod:`pconv_cli.evaluation.sharding`).
+    see :mod:`pconv_cli.evaluation.sharding`), also per bucket label with ``by_bucket``.
     Close the result (or use it as a context manager) to drop the spools.
     """
     if not sources:
@@ -623,18 +628,67 @@ def evaluate(
                 _collect(source_result, batch, scores, composite)
             result.pairs += len(batch)
             result.sizes.add(batch.size)
+            result.pair_buckets.extend(mask.bucket for mask in batch.masks)
             if on_progress is not None:
                 on_progress(len(batch))
         if finish and suite is not None:
-            finish_set_metrics(result, suite)
+            finish_set_metrics(result, suite, by_bucket=by_bucket)
     except BaseException:
         result.close()
         raise
     return result
 
 
-def finish_set_metrics(result: EvalResult, suite: MetricSuite) -> None:
-    """Fill each source's ``set_metrics`` (FID, P-IDS/U-IDS) from the spooled features."""
+def finish_set_metrics(
+    result: EvalResult, suite: MetricSuite, *, by_bucket: bool = False
+) -> None:
+    """Fill each source's ``set_metrics`` (FID, P-IDS/U-IDS) from the spooled features;
+    with ``by_bucket`` also ``set_metrics_by_bucket`` (pairs grouped by bucket label)."""
+    if result.real_features is None or not suite.set_metrics:
+        return
+    if result.real_features.rows < 2:
+        raise EvalError(f"FID and P-IDS need at least 2 pairs, got {result.real_features.rows}")
+    fakes = []
+    for source in result.sources:
+        assert source.features is not None
+        fakes.append(source.features)
+    overall = _set_scores(result.real_features, fakes, suite)
+    for source, values in zip(result.sources, overall, strict=True):
+        source.set_metrics.update(values)
+    if not by_bucket:
+        return
+    labels = list(dict.fromkeys(result.pair_buckets))
+    for label in labels:
+        rows = np.flatnonzero(np.array(result.pair_buckets) == label)
+        if len(rows) < 2:
+            continue
+        real = _subset(result.real_features, rows)
+        subsets = [_subset(fake, rows) for fake in fakes]
+        try:
+            scores = _set_scores(real, subsets, suite)
+            for source, values in zip(result.sources, scores, strict=True):
+                source.set_metrics_by_bucket[label] = values
+        finally:
+            for spool in (real, *subsets):
+                spool.close()
+
+
+def _subset(spool: FeatureSpool, rows: np.ndarray) -> FeatureSpool:
+    """A new spool of ``spool``'s ``rows`` (sorted indices), read a chunk at a time."""
+    subset = FeatureSpool(spool.dims)
+    start = 0
+    for block in spool.chunks():
+        stop = start + block.shape[0]
+        picked = rows[(rows >= start) & (rows < stop)] - start
+        if len(picked):
+            subset.append(block[picked])
+        start = stop
+    return subset
+
+
+def _set_scores(
+    real: FeatureSpool, fakes: Sequence[FeatureSpool], suite: MetricSuite
+) -> list[dict[str, float]]:
     from pconv_cli.evaluation.set_metrics import (
         RealFactor,
         frechet_distance,
@@ -642,20 +696,19 @@ def finish_set_metrics(result: EvalResult, suite: MetricSuite) -> None:
         inception_discriminative_scores,
     )
 
-    if result.real_features is None or not suite.set_metrics:
-        return
-    if result.real_features.rows < 2:
-        raise EvalError(f"FID and P-IDS need at least 2 pairs, got {result.real_features.rows}")
-    factor = RealFactor(gaussian_stats(result.real_features)) if "fid" in suite.metrics else None
-    real = result.real_features.read() if "pids" in suite.metrics else None
-    for source in result.sources:
-        assert source.features is not None
+    factor = RealFactor(gaussian_stats(real)) if "fid" in suite.metrics else None
+    real_rows = real.read() if "pids" in suite.metrics else None
+    scores = []
+    for fake in fakes:
+        values: dict[str, float] = {}
         if factor is not None:
-            source.set_metrics["fid"] = frechet_distance(factor, gaussian_stats(source.features))
-        if real is not None:
-            p_ids, u_ids = inception_discriminative_scores(real, source.features.read())
-            source.set_metrics["p_ids"] = p_ids
-            source.set_metrics["u_ids"] = u_ids
+            values["fid"] = frechet_distance(factor, gaussian_stats(fake))
+        if real_rows is not None:
+            values["p_ids"], values["u_ids"] = inception_discriminative_scores(
+                real_rows, fake.read()
+            )
+        scores.append(values)
+    return scores
 
 
 def _collect(

@@ -150,9 +150,7 @@ class RealFactor:
 def frechet_distance(real: RealFactor, fake: GaussianStats) -> float:
     """pytorch-fid's Fréchet distance of the two Gaussians (exact trace term, see above)."""
     diff = real.stats.mean - fake.mean
-    return float(
-        diff @ diff + real.stats.trace + fake.trace - 2.0 * real.trace_sqrt_product(fake)
-    )
+    return float(diff @ diff + real.stats.trace + fake.trace - 2.0 * real.trace_sqrt_product(fake))
 
 
 def require_sklearn() -> None:
@@ -161,8 +159,7 @@ def require_sklearn() -> None:
         import sklearn.svm  # noqa: F401
     except ImportError:
         raise ImportError(
-            "--metric pids needs scikit-learn (MAT's LinearSVC): "
-            "pip install 'pconv-cli[metrics]'"
+            "--metric pids needs scikit-learn (MAT's LinearSVC): pip install 'pconv-cli[metrics]'"
         ) from None
 
 

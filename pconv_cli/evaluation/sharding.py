@@ -124,7 +124,10 @@ def gather_result(local: EvalResult, *, keep_records: bool, grid_count: int) -> 
             merged.sources.append(result)
             parts = [payload["sources"][number] for payload in gathered]
             for r, position in positions:
-                result.add(Record.from_json(parts[r]["records"][position]))
+                record = Record.from_json(parts[r]["records"][position])
+                result.add(record)
+                if number == 0:
+                    merged.pair_buckets.append(record.bucket)
             if source.features is not None:
                 result.features = _spool_in_order([p["features"] for p in parts], positions)
             if result.extremes is not None:
