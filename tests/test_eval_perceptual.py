@@ -346,9 +346,9 @@ def test_memory_stays_flat_with_the_number_of_pairs(tmp_path):
 
     suite = MetricSuite(("lpips", "fid"))
     suite.lpips = lambda out, truth: (out.float() - truth.float()).abs().mean((1, 2, 3)).numpy()
-    suite.features = lambda images: np.repeat(
-        images.float().mean((2, 3)).numpy(), 683, axis=1
-    )[:, :2048].astype(np.float32)
+    suite.features = lambda images: np.repeat(images.float().mean((2, 3)).numpy(), 683, axis=1)[
+        :, :2048
+    ].astype(np.float32)
     images = list_images(ROOT / "examples" / "images")
     masks = load_mask_set(ROOT / "masks" / "eval-256")
 
