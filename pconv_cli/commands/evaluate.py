@@ -388,25 +388,15 @@ def evaluate(
         "metric_weights": metric_files,
         "protocol": protocol,
     }
-    from pconv_cli.data.masks import MaskError
-    from pconv_cli.devices import DeviceError
-    from pconv_cli.evaluation.baselines import BaselineError
-    from pconv_cli.evaluation.pairs import EvalError
-    from pconv_cli.train.distributed import LaunchError, context_from_env
-    from pconv_cli.weights.errors import WeightsError
+    from pconv_cli.train.distributed import context_from_env
 
     processes = gpus or nproc or 1
-    try:
-        if context_from_env().enabled:  # under torchrun: this process is one rank
-            run_worker(settings)
-        elif processes > 1:
-            _launch(settings, processes)
-        else:
-            _run(**settings)
-    except (EvalError, MaskError, WeightsError, BaselineError, DeviceError, LaunchError) as error:
-        raise _fail(str(error)) from None
-    except ImportError as error:  # an optional extra (scikit-learn, OpenCV) is missing
-        raise _fail(str(error)) from None
+    if context_from_env().enabled:  # under torchrun: this process is one rank
+        run_worker(settings)
+    elif processes > 1:
+        _launch(settings, processes)
+    else:
+        _run(**settings)
 
 
 def _launch(settings: dict, processes: int) -> None:
@@ -421,8 +411,8 @@ def _launch(settings: dict, processes: int) -> None:
 def run_worker(settings: dict) -> None:
     """One rank of a sharded evaluation (launched by ``--gpus``/``--nproc``, or torchrun).
 
-    Errors propagate: the launcher reports the first one as a one-line LaunchError,
-    and under torchrun the command prints it like any other error.
+    Errors propagate (PconvError: one line): the launcher reports the first one as a
+    LaunchError, and under torchrun the app prints it like any other error.
     """
     import os
 

@@ -92,10 +92,12 @@ LAMA_PRESETS: dict[str, LamaPreset] = {
 
 
 def _require_cv2():
+    from pconv_cli.data.masks import MaskError
+
     try:
         import cv2
     except ImportError:
-        raise ImportError(
+        raise MaskError(
             "LaMa's evaluation masks are drawn with OpenCV (cv2.line): "
             "pip install 'pconv-cli[baselines]'"
         ) from None

@@ -154,11 +154,13 @@ def frechet_distance(real: RealFactor, fake: GaussianStats) -> float:
 
 
 def require_sklearn() -> None:
-    """Raise ImportError with a one-line install hint when scikit-learn is missing."""
+    """Raise EvalError with a one-line install hint when scikit-learn is missing."""
+    from pconv_cli.evaluation.pairs import EvalError
+
     try:
         import sklearn.svm  # noqa: F401
     except ImportError:
-        raise ImportError(
+        raise EvalError(
             "--metric pids needs scikit-learn (MAT's LinearSVC): pip install 'pconv-cli[metrics]'"
         ) from None
 
