@@ -21,9 +21,10 @@ the first ``N`` images are used (a subset: not comparable with published numbers
 
 - ``nvidia-irregular``: the PConv paper's layout (Liu et al. 2018: six hole-ratio
   buckets 0.01-0.1 ... 0.5-0.6, with and without holes touching the border, 1000 masks
-  each, 12,000 in all) at 512 x 512, masks from pconv's ``irregular`` generator
-  (``pconv gen-masks --nvidia-buckets``: NVIDIA's own masks are not redistributable),
-  mask ``k`` from bucket-half ``k mod 12``, so every subset covers every bucket.
+  each, 12,000 in all) at 512 x 512, masks from pconv's ``irregular`` generator (as
+  ``pconv gen-masks --nvidia-buckets`` draws them; NVIDIA's own masks are not
+  redistributable), mask ``k`` of bucket-half ``j`` from ``default_rng([2018, j, k])``;
+  image ``i`` gets bucket-half ``i mod 12``, so every subset covers every bucket.
   12,000 images, l1 / PSNR / SSIM / LPIPS / FID.
 - ``lama-places512``: LaMa's evaluation masks (Suvorov et al. 2022,
   ``configs/data_gen/random_{thin,medium,thick}_512.yaml`` through
