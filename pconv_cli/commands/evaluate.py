@@ -1,7 +1,11 @@
-"""``pconv eval``: bucketed l1 / PSNR / SSIM of models, classic methods and saved outputs.
+"""``pconv eval``: bucketed l1 / PSNR / SSIM (and LPIPS, FID, P-IDS/U-IDS) of models,
+classic methods and saved outputs.
 
 A thin layer over :mod:`pconv_cli.evaluation.pairs` (images, masks, pairing),
-:mod:`pconv_cli.evaluation.scoring` (sources, scoring) and
+:mod:`pconv_cli.evaluation.scoring` (sources, scoring),
+:mod:`pconv_cli.evaluation.feature_metrics` (the network-based metrics),
+:mod:`pconv_cli.evaluation.protocols` (``--protocol``),
+:mod:`pconv_cli.evaluation.sharding` (``--gpus``/``--nproc``/torchrun) and
 :mod:`pconv_cli.evaluation.report` (JSON, CSV, grid). torch, scikit-image and the
 core are imported inside the command, so ``pconv --help`` stays light.
 """
@@ -28,6 +32,8 @@ DEFAULT_MASKS = "masks/eval-256"
 _METHODS = "zeros|mean|biharmonic|telea|ns"
 _FOLDERS = ("--save-outputs",)
 """Output options that name a folder (the others name a file)."""
+_METRICS = "l1|psnr|ssim|lpips|fid|pids"
+_PROTOCOLS = "nvidia-irregular|lama-places512|mat-places512"
 
 
 def _fail(message: str, code: int = 1) -> Exception:
@@ -56,8 +62,17 @@ def _check_options(
     methods: list[str],
     n_sources: int,
     outputs: dict[str, Path | None],
-) -> None:
-    """Cheap checks before anything is loaded (exit code 2 = usage error)."""
+    metrics: list[str] | None = None,
+    metric_weights: list[str] | None = None,
+    gpus: int | None = None,
+    nproc: int | None = None,
+    protocol: str | None = None,
+    pinned: dict[str, bool] | None = None,
+) -> tuple[tuple[str, ...], dict[str, Path]]:
+    """Cheap checks before anything is loaded (exit code 2 = usage error).
+
+    Returns the metric names (report order) and the ``--metric-weights`` files.
+    """
     from pconv_cli.devices import DEVICE_CHOICES
     from pconv_cli.evaluation.baselines import METHODS
     from pconv_cli.evaluation.pairs import CROP_MODES
@@ -86,6 +101,45 @@ def _check_options(
     named = [path.resolve() for path in outputs.values() if path is not None]
     if len(set(named)) < len(named):
         raise _fail("--json, --csv, --grid and --save-outputs must name different paths", 2)
+    return _check_metric_options(
+        device=device, metrics=metrics, metric_weights=metric_weights, gpus=gpus, nproc=nproc,
+        protocol=protocol, pinned=pinned,
+    )  # fmt: skip
+
+
+def _check_metric_options(
+    *,
+    device: str,
+    metrics: list[str] | None,
+    metric_weights: list[str] | None,
+    gpus: int | None,
+    nproc: int | None,
+    protocol: str | None,
+    pinned: dict[str, bool] | None,
+) -> tuple[tuple[str, ...], dict[str, Path]]:
+    """The metric names (report order) and ``--metric-weights`` files; usage errors."""
+    from pconv_cli.evaluation.feature_metrics import check_metric_names
+    from pconv_cli.evaluation.metric_weights import parse_metric_weights
+
+    try:
+        names = check_metric_names(metrics or [])
+        files = parse_metric_weights(metric_weights or [])
+    except ValueError as error:
+        raise _fail(str(error), 2) from None
+    if gpus and nproc:
+        raise _fail("give --gpus or --nproc, not both", 2)
+    if gpus and device not in ("auto", "cuda") and not device.startswith("cuda"):
+        raise _fail(f"--gpus needs --device cuda (or auto), got --device {device}", 2)
+    if protocol is not None:
+        from pconv_cli.evaluation.protocols import PROTOCOLS
+
+        if protocol not in PROTOCOLS:
+            raise _fail(f"unknown --protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}", 2)
+        clash = [name for name, given in (pinned or {}).items() if given]
+        if clash:
+            raise _fail(f"--protocol {protocol} pins {clash[0]}; drop it", 2)
+        names = PROTOCOLS[protocol].metrics
+    return names, files
 
 
 def _progress() -> Progress:
@@ -107,36 +161,69 @@ def _number(value: float, digits: int) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+_HEADINGS = {"l1": "l1 ↓", "psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
+
+
+def _cell(name: str, stats) -> str:
+    if name == "psnr":
+        return _psnr_cell(stats.psnr, stats.psnr_inf)
+    return _number(getattr(stats, name), 3 if name == "l1" else 4)
+
+
 def _print_table(console: Console, result: EvalResult) -> None:
-    """One row per bucket (+ overall); per source a column group l1 / PSNR / SSIM; count."""
+    """One row per bucket (+ overall); per source a column group of the per-pair metrics
+    (l1 / PSNR / SSIM / LPIPS, those asked for); count. Set-level metrics follow."""
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"pconv eval: {result.pairs} pairs", title_justify="left")
-    table.add_column("hole ratio")
-    table.add_column("border")
-    for source in result.sources:
-        table.add_column(f"{escape(source.label)}\nl1 ↓", justify="right")
-        table.add_column("\nPSNR ↑", justify="right")
-        table.add_column("\nSSIM ↑", justify="right")
-    table.add_column("count", justify="right")
-    per_source = [source.rows() for source in result.sources]
-    for number, rows in enumerate(zip(*per_source, strict=True)):
-        first = rows[0]
-        if first.bucket == "overall" and number:
-            table.add_section()
-        border = "" if first.border is None else ("yes" if first.border else "no")
-        cells = [escape(first.bucket), border]
-        for row in rows:
-            stats = row.stats
-            cells += [
-                _number(stats.l1, 3),
-                _psnr_cell(stats.psnr, stats.psnr_inf),
-                _number(stats.ssim, 4),
-            ]
-        table.add_row(*cells, str(first.stats.count))
-    console.print(table)
+    columns = [name for name in result.metrics if name in _HEADINGS]
+    if columns:
+        table = Table(title=f"pconv eval: {result.pairs} pairs", title_justify="left")
+        table.add_column("hole ratio")
+        table.add_column("border")
+        for source in result.sources:
+            for number, name in enumerate(columns):
+                label = escape(source.label) if number == 0 else ""
+                table.add_column(f"{label}\n{_HEADINGS[name]}", justify="right")
+        table.add_column("count", justify="right")
+        per_source = [source.rows() for source in result.sources]
+        for number, rows in enumerate(zip(*per_source, strict=True)):
+            first = rows[0]
+            if first.bucket == "overall" and number:
+                table.add_section()
+            border = "" if first.border is None else ("yes" if first.border else "no")
+            cells = [escape(first.bucket), border]
+            for row in rows:
+                cells += [_cell(name, row.stats) for name in columns]
+            table.add_row(*cells, str(first.stats.count))
+        console.print(table)
+    _print_set_metrics(console, result)
     _print_notes(console, result.sources)
+
+
+def _print_set_metrics(console: Console, result: EvalResult) -> None:
+    """FID ↓, P-IDS ↑, U-IDS ↑ per source (and per mask set when a protocol splits them)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from pconv_cli.evaluation.feature_metrics import SET_METRIC_KEYS
+
+    keys = [key for name in result.metrics for key in SET_METRIC_KEYS.get(name, ())]
+    if not keys:
+        return
+    headings = {"fid": "FID ↓", "p_ids": "P-IDS ↑", "u_ids": "U-IDS ↑"}
+    table = Table(title=f"set metrics: {result.pairs} pairs", title_justify="left")
+    table.add_column("source")
+    table.add_column("masks")
+    for key in keys:
+        table.add_column(headings[key], justify="right")
+    for source in result.sources:
+        groups = [("all", source.set_metrics), *source.set_metrics_by_bucket.items()]
+        for number, (group, values) in enumerate(groups):
+            label = escape(source.label) if number == 0 else ""
+            cells = [_number(values.get(key, math.nan), 4) for key in keys]
+            table.add_row(label, escape(group), *cells)
+    console.print(table)
 
 
 def _print_notes(console: Console, sources: list[SourceResult]) -> None:
@@ -240,8 +327,44 @@ def evaluate(
         metavar="DIR",
         help="Also save every scored composite as DIR/SOURCE/PAIR.png. [default: none]",
     ),
+    metric: list[str] | None = typer.Option(
+        None,
+        "--metric",
+        metavar=f"[{_METRICS}]",
+        help="Metrics to report (repeatable): lpips per pair (AlexNet, lpips v0.1); fid and "
+        "pids (P-IDS/U-IDS) per source over the set (pytorch-fid's Inception); pids needs "
+        "the metrics extra (scikit-learn). [default: l1, psnr, ssim]",
+    ),
+    metric_weights: list[str] | None = typer.Option(
+        None,
+        "--metric-weights",
+        metavar="KEY=PATH",
+        help="Local network file for a metric (repeatable); keys lpips-alex, lpips-alex-lin, "
+        "fid-inception. [default: torch hub cache, downloaded once]",
+    ),
+    protocol: str | None = typer.Option(
+        None,
+        "--protocol",
+        metavar=f"[{_PROTOCOLS}]",
+        help="A pinned published protocol: its images (the first N of --folder, sorted), "
+        "size, seeded mask sets (drawn into ~/.cache/pconv) and metrics. [default: none]",
+    ),
+    gpus: int | None = typer.Option(
+        None,
+        "--gpus",
+        min=1,
+        help="Evaluate on N local GPUs, one process each (or run the command under "
+        "torchrun). [default: 1 process]",
+    ),
+    nproc: int | None = typer.Option(
+        None,
+        "--nproc",
+        min=1,
+        help="Evaluate in N local processes (gloo with --device cpu). [default: 1]",
+    ),
 ) -> None:
-    """Score inpainting outputs with l1 / PSNR / SSIM per hole-ratio bucket (MMagic's definitions).
+    """Score inpainting outputs per hole-ratio bucket: l1 / PSNR / SSIM (MMagic's
+    definitions), LPIPS, FID, P-IDS/U-IDS.
 
     Every source is scored on the same pairs, composited and rounded to uint8 first.
     """
@@ -250,7 +373,7 @@ def evaluate(
         from pconv_cli.weights.zoo import DEFAULT_WEIGHTS
 
         checkpoints = [DEFAULT_WEIGHTS]
-    _check_options(
+    names, metric_files = _check_options(
         grid=grid,
         crop=crop,
         device=device,
@@ -265,25 +388,87 @@ def evaluate(
             "--grid": grid,
             "--save-outputs": save_outputs,
         },
+        metrics=metric,
+        metric_weights=metric_weights,
+        gpus=gpus,
+        nproc=nproc,
+        protocol=protocol,
+        pinned={
+            "--masks": masks != Path(DEFAULT_MASKS),
+            "--metric": bool(metric),
+            "--pairing": pairing != "cycle",
+            "--crop": crop != "center",
+            "--invert-mask": invert_mask,
+        },
     )
-    _run(
-        folder=folder,
-        masks=_mask_set_path(masks),
-        methods=methods,
-        checkpoints=checkpoints,
-        folders=folders,
-        invert_mask=invert_mask,
-        crop=crop,
-        pairing=pairing,
-        limit=limit,
-        batch=batch,
-        device=device,
-        json_out=json_out,
-        csv_out=csv_out,
-        grid=grid,
-        grid_count=grid_count,
-        save_outputs=save_outputs,
-    )
+    settings = {
+        "folder": folder,
+        "masks": _mask_set_path(masks),
+        "methods": methods,
+        "checkpoints": checkpoints,
+        "folders": folders,
+        "invert_mask": invert_mask,
+        "crop": crop,
+        "pairing": pairing,
+        "limit": limit,
+        "batch": batch,
+        "device": device,
+        "json_out": json_out,
+        "csv_out": csv_out,
+        "grid": grid,
+        "grid_count": grid_count,
+        "save_outputs": save_outputs,
+        "metrics": names,
+        "metric_weights": metric_files,
+        "protocol": protocol,
+    }
+    from pconv_cli.train.distributed import context_from_env
+
+    processes = gpus or nproc or 1
+    if context_from_env().enabled:  # under torchrun: this process is one rank
+        run_worker(settings)
+    elif processes > 1:
+        _launch(settings, processes)
+    else:
+        _run(**settings)
+
+
+def _launch(settings: dict, processes: int) -> None:
+    """``--gpus N`` / ``--nproc N``: N local workers through the training launcher."""
+    from pconv_cli.devices import resolve_device
+    from pconv_cli.train.distributed import check_world_size, launch
+
+    check_world_size(processes, resolve_device(settings["device"]))
+    launch(run_worker, (settings,), processes=processes)  # workers start in this cwd
+
+
+def run_worker(settings: dict) -> None:
+    """One rank of a sharded evaluation (launched by ``--gpus``/``--nproc``, or torchrun).
+
+    Errors propagate (PconvError: one line): the launcher reports the first one as a
+    LaunchError, and under torchrun the app prints it like any other error.
+    """
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from pconv_cli.devices import resolve_device
+    from pconv_cli.train.distributed import context_from_env, init_process_group
+
+    ctx = context_from_env()
+    device = resolve_device(settings["device"])
+    if device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(ctx.world_size, 1)))
+    created = init_process_group(ctx, device)
+    try:
+        _run(**{**settings, "device": str(device)}, rank=ctx.rank, world_size=ctx.world_size)
+    finally:
+        if created:
+            dist.destroy_process_group()
 
 
 def _run(
@@ -304,54 +489,110 @@ def _run(
     grid: Path | None,
     grid_count: int,
     save_outputs: Path | None,
+    metrics: tuple[str, ...] = ("l1", "psnr", "ssim"),
+    metric_weights: dict[str, Path] | None = None,
+    protocol: str | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> None:
     from rich.console import Console
 
+    from pconv_cli.devices import resolve_device
+    from pconv_cli.evaluation.feature_metrics import MetricSuite
     from pconv_cli.evaluation.pairs import PairLoader, list_images, load_mask_set, plan_pairs
     from pconv_cli.evaluation.report import build_config
-    from pconv_cli.evaluation.scoring import evaluate
+    from pconv_cli.evaluation.scoring import evaluate, finish_set_metrics
 
     images = list_images(folder)
-    mask_set = load_mask_set(masks, invert=invert_mask)
-    plan = plan_pairs(images, mask_set, pairing, image_root=folder, limit=limit)
+    facts: dict[str, object] = {}
+    by_bucket = False
     labels = _source_labels(methods, checkpoints, folders)
-    _check_inputs_stay(
-        folder=folder, masks=masks, mask_set=mask_set, plan=plan, pairing=pairing,
-        checkpoints=checkpoints, folders=folders, labels=labels, save_outputs=save_outputs,
-        reports={"--json": json_out, "--csv": csv_out, "--grid": grid},
-    )  # fmt: skip
+    if protocol is not None:
+        plan, facts, mask_count = _protocol_plan(protocol, images, limit, rank, world_size)
+        spec = facts.pop("_protocol")
+        crop, by_bucket, manifest = spec.crop, spec.set_metrics_by_bucket, None
+        masks = Path(str(facts["mask_cache"]))
+    else:
+        mask_set = load_mask_set(masks, invert=invert_mask)
+        plan = plan_pairs(images, mask_set, pairing, image_root=folder, limit=limit)
+        manifest, mask_count = mask_set.manifest, len(mask_set.entries)
+        _check_inputs_stay(
+            folder=folder, masks=masks, mask_set=mask_set, plan=plan, pairing=pairing,
+            checkpoints=checkpoints, folders=folders, labels=labels, save_outputs=save_outputs,
+            reports={"--json": json_out, "--csv": csv_out, "--grid": grid},
+        )  # fmt: skip
     loader = PairLoader(crop, invert_mask)
+    torch_device = resolve_device(device)
+    suite = MetricSuite(metrics, device=str(torch_device), weights=metric_weights or {})
+    if suite.wants_lpips or suite.wants_features:
+        suite.load(progress=rank == 0)
     sources = _build_sources(methods, checkpoints, folders, device, labels)
+    sharded = world_size > 1
+    if sharded:
+        from pconv_cli.evaluation.sharding import shard_plan
+
+        work = shard_plan(plan, batch, rank, world_size)
+        for source in sources:  # every rank checks the whole plan: same errors as one process
+            source.prepare(plan)
+    else:
+        work = plan
 
     with _progress() as progress:
-        task = progress.add_task("pairs", total=len(plan))
+        task = progress.add_task("pairs", total=len(work))
         result = evaluate(
-            plan,
+            work,
             sources,
             loader,
             batch_size=batch,
-            keep_records=json_out is not None,
+            keep_records=json_out is not None or sharded,
             grid_count=grid_count if grid is not None else 0,
             save_outputs=save_outputs,
-            on_progress=lambda n: progress.advance(task, n),
+            on_progress=lambda n: progress.advance(task, n) if rank == 0 else None,
+            suite=suite,
+            finish=not sharded,
+            by_bucket=by_bucket,
         )
+    if sharded:
+        from pconv_cli.evaluation.sharding import gather_result
+
+        with result:
+            merged = gather_result(
+                result,
+                keep_records=json_out is not None,
+                grid_count=grid_count if grid is not None else 0,
+            )
+        if merged is None:
+            return
+        result = merged
+        try:
+            finish_set_metrics(result, suite, by_bucket=by_bucket)
+        except BaseException:
+            result.close()
+            raise
     with result:
         console = Console(width=max(100, 24 + 30 * len(sources)) if not _is_tty() else None)
         _print_table(console, result)
         config = build_config(
+            metrics,
             folder=str(folder),
             masks=str(masks),
-            manifest=None if mask_set.manifest is None else str(mask_set.manifest),
+            manifest=None if manifest is None else str(manifest),
             invert_mask=invert_mask,
             crop=crop,
             resample="Pillow bicubic",
-            pairing=pairing,
+            pairing="protocol" if protocol else pairing,
             image_count=len(images),
-            mask_count=len(mask_set.entries),
+            mask_count=mask_count,
             pairs=result.pairs,
             limit=limit,
             sizes=sorted(f"{w}x{h}" for h, w in result.sizes),
             sources=[s.label for s in sources],
+            **(
+                {"metric_weights": suite.weight_files()}
+                if suite.wants_lpips or suite.wants_features
+                else {}
+            ),
+            **facts,
         )
         written = _write_reports(result, config, json_out, csv_out, grid)
     for path in written:
@@ -426,6 +667,22 @@ def _check_inputs_stay(
                 "choose a folder outside the inputs",
                 2,
             )
+
+
+def _protocol_plan(name: str, images, limit: int | None, rank: int, world_size: int):
+    """The protocol's plan; rank 0 draws missing masks first, the others wait for it."""
+    from pconv_cli.evaluation.protocols import get_protocol, prepare_protocol
+
+    protocol = get_protocol(name)
+    if world_size > 1:
+        import torch.distributed as dist
+
+        if rank == 0:
+            prepare_protocol(protocol, images, limit=limit)
+        dist.barrier()
+    plan, facts = prepare_protocol(protocol, images, limit=limit)
+    facts["_protocol"] = protocol
+    return plan, facts, len(plan)
 
 
 def _build_sources(

@@ -4,12 +4,17 @@ Every file is written with :func:`pconv_cli.files.atomic_write` after scoring
 has finished, so a failed or interrupted run leaves no partial report.
 
 - JSON (strict: no NaN/Infinity tokens): ``{"pconv_version", "config",
-  "sources": {label: {"kind", "spec", ..., "summary": [rows], "images": [records]}}}``.
+  "sources": {label: {"kind", "spec", ..., "summary": [rows], "set_metrics": {...},
+  "images": [records]}}}``. Rows and records hold the requested per-pair metrics
+  (l1, psnr with psnr_inf, ssim, lpips); ``set_metrics`` the requested set-level ones
+  (``fid``, ``p_ids``, ``u_ids``), present when one was asked for.
   PSNR ``inf`` (output identical to the truth) is the string ``"inf"``; an
   undefined value (l1 of an image without holes) is ``null``.
 - CSV: the summary table in long form, one row per source and bucket row
-  (``source, bucket, touches_border, count, l1, psnr, psnr_inf, ssim``), ``inf``
-  written as ``inf``. Per-image values are in the JSON.
+  (``source, bucket, touches_border, count``, then the requested metrics: ``l1``,
+  ``psnr, psnr_inf``, ``ssim``, ``lpips``, ``fid``, ``p_ids``, ``u_ids``; set-level
+  values on the ``overall`` row only), ``inf`` written as ``inf``. Per-image values
+  are in the JSON.
 - Grid PNG: per source, the best then the worst pairs by PSNR, one row each:
   input (holes white) | mask (white = hole) | output (composite) | truth; pages of
   at most :data:`GRID_ROWS` pairs (``grid.png``, ``grid-2.png``...).
@@ -30,7 +35,14 @@ from PIL import Image
 from pconv_cli import __version__
 from pconv_cli.data.images import save_png
 from pconv_cli.data.panels import PanelRow, hole_panel, panel_grid
-from pconv_cli.evaluation.scoring import EvalResult, GridPick, SummaryRow, json_number
+from pconv_cli.evaluation.feature_metrics import SET_METRIC_KEYS
+from pconv_cli.evaluation.scoring import (
+    EvalResult,
+    GridPick,
+    SourceResult,
+    SummaryRow,
+    json_number,
+)
 from pconv_cli.files import atomic_write
 
 __all__ = [
@@ -38,6 +50,8 @@ __all__ = [
     "METRIC_DEFINITIONS",
     "POLICY",
     "build_config",
+    "csv_columns",
+    "set_metric_values",
     "write_csv",
     "write_grid",
     "write_json",
@@ -51,6 +65,21 @@ METRIC_DEFINITIONS: dict[str, str] = {
         "sigma 1.5, C1 = (0.01*255)^2, C2 = (0.03*255)^2, map mean without a 5 px border "
         "(= scikit-image structural_similarity(gaussian_weights=True, sigma=1.5, "
         "use_sample_covariance=False, data_range=255))"
+    ),
+    "lpips": (
+        "LPIPS v0.1, net='alex' with its linear heads (= the lpips package), composite and "
+        "truth both x / 127.5 - 1, spatial mean; per pair, bucket rows are means"
+    ),
+    "fid": (
+        "per source: Frechet distance between the Inception pool3 (2048-d) features of all "
+        "truths and of the source's composites (= pytorch-fid: pt_inception-2015-12-05, "
+        "x / 255, bilinear resize to 299, mean and np.cov(rowvar=False) in float64); "
+        "tr(sqrtm(S1 S2)) computed exactly from eigenvalues"
+    ),
+    "pids": (
+        "per source, as MAT: LinearSVC(dual=False) fitted on the same features, truths "
+        "labelled 1, composites 0; u_ids = 1 - its accuracy on that set, p_ids = share of "
+        "pairs whose composite's decision value exceeds its truth's"
     ),
 }
 
@@ -79,9 +108,43 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
-def build_config(**settings: Any) -> dict[str, Any]:
-    """The JSON ``config``: the run's ``settings`` plus the metric definitions and policies."""
-    return {**settings, "metrics": dict(METRIC_DEFINITIONS), **POLICY}
+def build_config(metrics: tuple[str, ...] | None = None, **settings: Any) -> dict[str, Any]:
+    """The JSON ``config``: the run's ``settings`` plus the definitions of ``metrics``
+    (default: l1/psnr/ssim) and the policies."""
+    names = ("l1", "psnr", "ssim") if metrics is None else metrics
+    return {**settings, "metrics": {name: METRIC_DEFINITIONS[name] for name in names}, **POLICY}
+
+
+_PAIR_KEYS: dict[str, tuple[str, ...]] = {
+    "l1": ("l1",),
+    "psnr": ("psnr", "psnr_inf"),
+    "ssim": ("ssim",),
+    "lpips": ("lpips",),
+}
+
+
+def _dropped_keys(metrics: tuple[str, ...]) -> set[str]:
+    """Per-pair keys of metrics that were not asked for (left out of JSON and CSV)."""
+    return {key for name, keys in _PAIR_KEYS.items() if name not in metrics for key in keys}
+
+
+def _without(record: dict[str, Any], dropped: set[str]) -> dict[str, Any]:
+    if not dropped:
+        return record
+    return {key: value for key, value in record.items() if key not in dropped}
+
+
+def set_metric_values(source: SourceResult, metrics: tuple[str, ...]) -> dict[str, Any]:
+    """``{"fid", "p_ids", "u_ids"}`` (those asked for) of a source, JSON-ready."""
+    return _set_values(source.set_metrics, metrics)
+
+
+def _set_values(values: dict[str, float], metrics: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        key: json_number(values.get(key, math.nan))
+        for name in metrics
+        for key in SET_METRIC_KEYS.get(name, ())
+    }
 
 
 def write_json(path: str | os.PathLike[str], config: dict[str, Any], result: EvalResult) -> Path:
@@ -94,13 +157,21 @@ def write_json(path: str | os.PathLike[str], config: dict[str, Any], result: Eva
         with tmp.open("w", encoding="utf-8") as handle:
             handle.write(f'{{\n"pconv_version": {dump(__version__)},\n')
             handle.write(f'"config": {dump(config, indent=2)},\n"sources": {{')
+            dropped = _dropped_keys(result.metrics)
             for number, source in enumerate(result.sources):
                 head = source.source.describe()
-                head["summary"] = [row.to_json() for row in source.rows()]
+                head["summary"] = [_without(row.to_json(), dropped) for row in source.rows()]
+                if any(name in SET_METRIC_KEYS for name in result.metrics):
+                    head["set_metrics"] = set_metric_values(source, result.metrics)
+                    if source.set_metrics_by_bucket:
+                        head["set_metrics_by_bucket"] = {
+                            label: _set_values(values, result.metrics)
+                            for label, values in source.set_metrics_by_bucket.items()
+                        }
                 body = dump(head)[:-1]  # reopen the object to stream "images"
                 handle.write(f'{"," if number else ""}\n{dump(source.label)}: {body}, "images": [')
                 for count, record in enumerate(source.records()):
-                    handle.write(f"{',' if count else ''}\n{dump(record)}")
+                    handle.write(f"{',' if count else ''}\n{dump(_without(record, dropped))}")
                 handle.write("\n]}")
             handle.write("\n}\n}\n")
 
@@ -114,11 +185,11 @@ def _csv_value(value: float | str | None) -> str:
     return str(converted)
 
 
-def _csv_row(label: str, row: SummaryRow) -> dict[str, str]:
+def _csv_row(source: SourceResult, row: SummaryRow, metrics: tuple[str, ...]) -> dict[str, str]:
     border = "" if row.border is None else ("true" if row.border else "false")
     stats = row.stats
-    return {
-        "source": label,
+    values = {
+        "source": source.label,
         "bucket": row.bucket,
         "touches_border": border,
         "count": str(stats.count),
@@ -126,18 +197,32 @@ def _csv_row(label: str, row: SummaryRow) -> dict[str, str]:
         "psnr": _csv_value(stats.psnr),
         "psnr_inf": str(stats.psnr_inf),
         "ssim": _csv_value(stats.ssim),
+        "lpips": _csv_value(stats.lpips),
     }
+    if row.bucket == "overall":
+        values.update({k: _csv_value(v) for k, v in set_metric_values(source, metrics).items()})
+    return values
+
+
+def csv_columns(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The CSV header for ``metrics`` (the default three give :data:`CSV_COLUMNS`)."""
+    keys = [key for name in metrics for key in _PAIR_KEYS.get(name, ())]
+    keys += [key for name in metrics for key in SET_METRIC_KEYS.get(name, ())]
+    return (*CSV_COLUMNS[:4], *keys)
 
 
 def write_csv(path: str | os.PathLike[str], result: EvalResult) -> Path:
     """The summary table in long form (see the module docstring), atomically."""
+    columns = csv_columns(result.metrics)
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, lineterminator="\n")
+            writer = csv.DictWriter(
+                handle, fieldnames=columns, lineterminator="\n", extrasaction="ignore", restval=""
+            )
             writer.writeheader()
             for source in result.sources:
-                writer.writerows(_csv_row(source.label, row) for row in source.rows())
+                writer.writerows(_csv_row(source, row, result.metrics) for row in source.rows())
 
     return atomic_write(path, write)
 

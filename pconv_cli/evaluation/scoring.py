@@ -7,12 +7,15 @@ The harness then treats all sources alike:
 2. **quantise**: the composite is rounded to uint8 (float outputs are clamped to
    [0, 1], times 255, rounded half to even), i.e. exactly what a saved PNG holds, so
    ``--predictions DIR`` on saved outputs scores the same as the method itself;
-3. **score**: l1 / PSNR / SSIM of :mod:`pconv_cli.evaluation.metrics` against the truth.
+3. **score**: l1 / PSNR / SSIM of :mod:`pconv_cli.evaluation.metrics` against the truth,
+   plus, when asked for (:class:`~pconv_cli.evaluation.feature_metrics.MetricSuite`),
+   LPIPS per pair and Inception features for the set-level FID and P-IDS/U-IDS
+   (features of the truths once per pair, of each source's composites).
 
 Per-image values are folded into per-bucket running sums as they come and, when
-asked for, spooled to a temporary file (for ``--json``): memory stays flat
-however many pairs are scored; only the best and worst few composites are kept
-for ``--grid``.
+asked for, spooled to a temporary file (for ``--json``); features are spooled too:
+memory stays flat however many pairs are scored; only the best and worst few
+composites are kept for ``--grid``.
 
 Bucket means: l1 and SSIM are plain means over the bucket's images. PSNR is the
 mean of the per-image values (as MMagic and the paper report it) over the images
@@ -45,6 +48,7 @@ from pconv_cli.evaluation.baselines import (
     check_method,
     inpaint_classic,
 )
+from pconv_cli.evaluation.feature_metrics import MetricSuite
 from pconv_cli.evaluation.metrics import METRIC_NAMES, compute_metrics
 from pconv_cli.evaluation.pairs import (
     Batch,
@@ -54,6 +58,7 @@ from pconv_cli.evaluation.pairs import (
     index_images,
     iter_batches,
 )
+from pconv_cli.evaluation.set_metrics import FeatureSpool
 
 __all__ = [
     "BucketStats",
@@ -257,8 +262,10 @@ class Record:
     l1: float
     psnr: float
     ssim: float
+    lpips: float | None = None
 
     def to_json(self) -> dict[str, Any]:
+        extra = {} if self.lpips is None else {"lpips": json_number(self.lpips)}
         return {
             "index": self.index,
             "name": self.name,
@@ -270,7 +277,30 @@ class Record:
             "l1": json_number(self.l1),
             "psnr": json_number(self.psnr),
             "ssim": json_number(self.ssim),
+            **extra,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        """The record of :meth:`to_json`'s dict (``"inf"`` and null back to floats)."""
+        values = {name: _from_json_number(data[name]) for name in ("l1", "psnr", "ssim")}
+        lpips = data.get("lpips", ...)
+        return cls(
+            index=data["index"],
+            name=data["name"],
+            image=data["image"],
+            mask=data["mask"],
+            bucket=data["bucket"],
+            touches_border=data["touches_border"],
+            hole_ratio=data["hole_ratio"],
+            lpips=None if lpips is ... else _from_json_number(lpips),
+            **values,
+        )
+
+
+def _from_json_number(value: float | str | None) -> float:
+    """Inverse of :func:`json_number`: null is NaN, ``"inf"``/``"-inf"`` are infinities."""
+    return math.nan if value is None else float(value)
 
 
 def json_number(value: float) -> float | str | None:
@@ -293,9 +323,14 @@ class BucketStats:
     psnr_finite: int = 0
     psnr_inf: int = 0
     ssim_sum: float = 0.0
+    lpips_sum: float = 0.0
+    lpips_count: int = 0
 
-    def add(self, l1: float, psnr: float, ssim: float) -> None:
+    def add(self, l1: float, psnr: float, ssim: float, lpips: float | None = None) -> None:
         self.count += 1
+        if lpips is not None:
+            self.lpips_sum += lpips
+            self.lpips_count += 1
         if not math.isnan(l1):
             self.l1_sum += l1
             self.l1_count += 1
@@ -320,6 +355,10 @@ class BucketStats:
     def ssim(self) -> float:
         return self.ssim_sum / self.count if self.count else math.nan
 
+    @property
+    def lpips(self) -> float:
+        return self.lpips_sum / self.lpips_count if self.lpips_count else math.nan
+
 
 @dataclass(frozen=True)
 class SummaryRow:
@@ -338,6 +377,7 @@ class SummaryRow:
             "psnr": json_number(self.stats.psnr),
             "psnr_inf": self.stats.psnr_inf,
             "ssim": json_number(self.stats.ssim),
+            **({"lpips": json_number(self.stats.lpips)} if self.stats.lpips_count else {}),
         }
 
 
@@ -425,6 +465,11 @@ class SourceResult:
     overall: BucketStats = field(default_factory=BucketStats)
     spool: _RecordSpool | None = None
     extremes: _Extremes | None = None
+    features: FeatureSpool | None = None
+    set_metrics: dict[str, float] = field(default_factory=dict)
+    """Set-level values (``fid``, ``p_ids``, ``u_ids``) once scoring has finished."""
+    set_metrics_by_bucket: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The same per bucket label (mask set), when asked for (``--protocol`` LaMa, MAT)."""
 
     @property
     def label(self) -> str:
@@ -432,8 +477,9 @@ class SourceResult:
 
     def add(self, record: Record) -> None:
         key = (record.bucket, record.touches_border)
-        self.buckets.setdefault(key, BucketStats()).add(record.l1, record.psnr, record.ssim)
-        self.overall.add(record.l1, record.psnr, record.ssim)
+        values = (record.l1, record.psnr, record.ssim, record.lpips)
+        self.buckets.setdefault(key, BucketStats()).add(*values)
+        self.overall.add(*values)
         if self.spool is not None:
             self.spool.write(record)
 
@@ -459,11 +505,21 @@ class EvalResult:
     sources: list[SourceResult]
     pairs: int = 0
     sizes: set[tuple[int, int]] = field(default_factory=set)
+    metrics: tuple[str, ...] = METRIC_NAMES
+    """The metrics asked for (report columns); l1/PSNR/SSIM are always computed."""
+    real_features: FeatureSpool | None = None
+    """Features of every pair's truth (the real set of FID and P-IDS), in pair order."""
+    pair_buckets: list[str] = field(default_factory=list)
+    """Each pair's bucket label, in pair order (for set metrics per bucket)."""
 
     def close(self) -> None:
         for result in self.sources:
             if result.spool is not None:
                 result.spool.close()
+            if result.features is not None:
+                result.features.close()
+        if self.real_features is not None:
+            self.real_features.close()
 
     def __enter__(self) -> EvalResult:
         return self
@@ -500,7 +556,10 @@ def _save_outputs(folder: Path, label: str, pairs: list[Pair], composite: np.nda
 
 
 def _score_batch(
-    result: SourceResult, batch: Batch, save_outputs: Path | None
+    result: SourceResult,
+    batch: Batch,
+    save_outputs: Path | None,
+    suite: MetricSuite | None = None,
 ) -> tuple[Tensor, dict[str, np.ndarray]]:
     raw = result.source.predict(batch)
     device = raw.device
@@ -509,6 +568,10 @@ def _score_batch(
     composite = composite_uint8(truth, raw, hole)
     values = compute_metrics(composite, truth, ~hole)
     scores = {name: values[name].cpu().numpy() for name in METRIC_NAMES}
+    if suite is not None and suite.wants_lpips:
+        scores["lpips"] = suite.lpips(composite, truth)
+    if suite is not None and result.features is not None:
+        result.features.append(suite.features(composite))
     if save_outputs is not None:
         _save_outputs(save_outputs, result.label, batch.pairs, _hwc(composite))
     return composite, scores
@@ -529,42 +592,128 @@ def evaluate(
     save_outputs: str | os.PathLike[str] | None = None,
     on_progress: Callable[[int], None] | None = None,
     prefetch: bool = True,
+    suite: MetricSuite | None = None,
+    finish: bool = True,
+    by_bucket: bool = False,
 ) -> EvalResult:
     """Score every pair of ``plan`` with every source; return the aggregated result.
 
     ``keep_records`` spools per-image values (for JSON); ``grid_count`` keeps that
     many best and worst composites per source; ``save_outputs`` writes composites
     as ``DIR/<source label>/<pair name>.png``. ``on_progress(n)`` after each batch.
+    ``suite`` adds LPIPS and the Inception features of FID/P-IDS, whose set-level
+    values are computed at the end unless ``finish=False`` (a shard of a sharded run:
+    see :mod:`pconv_cli.evaluation.sharding`), also per bucket label with ``by_bucket``.
     Close the result (or use it as a context manager) to drop the spools.
     """
     if not sources:
         raise EvalError("no prediction source: give --weights, --method or --predictions")
     for source in sources:
         source.prepare(plan)
+    features = suite is not None and suite.wants_features
     result = EvalResult(
         [
             SourceResult(
                 source,
                 spool=_RecordSpool() if keep_records else None,
                 extremes=_Extremes(grid_count) if grid_count else None,
+                features=FeatureSpool() if features else None,
             )
             for source in sources
-        ]
+        ],
+        metrics=METRIC_NAMES if suite is None else suite.metrics,
+        real_features=FeatureSpool() if features else None,
     )
     folder = None if save_outputs is None else Path(save_outputs)
     try:
         for batch in iter_batches(plan, loader, batch_size, prefetch=prefetch):
+            if suite is not None and result.real_features is not None:
+                truth = torch.from_numpy(batch.truth).permute(0, 3, 1, 2)
+                result.real_features.append(suite.features(truth))
             for source_result in result.sources:
-                composite, scores = _score_batch(source_result, batch, folder)
+                composite, scores = _score_batch(source_result, batch, folder, suite)
                 _collect(source_result, batch, scores, composite)
             result.pairs += len(batch)
             result.sizes.add(batch.size)
+            result.pair_buckets.extend(mask.bucket for mask in batch.masks)
             if on_progress is not None:
                 on_progress(len(batch))
+        if finish and suite is not None:
+            finish_set_metrics(result, suite, by_bucket=by_bucket)
     except BaseException:
         result.close()
         raise
     return result
+
+
+def finish_set_metrics(result: EvalResult, suite: MetricSuite, *, by_bucket: bool = False) -> None:
+    """Fill each source's ``set_metrics`` (FID, P-IDS/U-IDS) from the spooled features;
+    with ``by_bucket`` also ``set_metrics_by_bucket`` (pairs grouped by bucket label)."""
+    if result.real_features is None or not suite.set_metrics:
+        return
+    if result.real_features.rows < 2:
+        raise EvalError(f"FID and P-IDS need at least 2 pairs, got {result.real_features.rows}")
+    fakes = []
+    for source in result.sources:
+        assert source.features is not None
+        fakes.append(source.features)
+    overall = _set_scores(result.real_features, fakes, suite)
+    for source, values in zip(result.sources, overall, strict=True):
+        source.set_metrics.update(values)
+    if not by_bucket:
+        return
+    labels = list(dict.fromkeys(result.pair_buckets))
+    for label in labels:
+        rows = np.flatnonzero(np.array(result.pair_buckets) == label)
+        if len(rows) < 2:
+            continue
+        real = _subset(result.real_features, rows)
+        subsets = [_subset(fake, rows) for fake in fakes]
+        try:
+            scores = _set_scores(real, subsets, suite)
+            for source, values in zip(result.sources, scores, strict=True):
+                source.set_metrics_by_bucket[label] = values
+        finally:
+            for spool in (real, *subsets):
+                spool.close()
+
+
+def _subset(spool: FeatureSpool, rows: np.ndarray) -> FeatureSpool:
+    """A new spool of ``spool``'s ``rows`` (sorted indices), read a chunk at a time."""
+    subset = FeatureSpool(spool.dims)
+    start = 0
+    for block in spool.chunks():
+        stop = start + block.shape[0]
+        picked = rows[(rows >= start) & (rows < stop)] - start
+        if len(picked):
+            subset.append(block[picked])
+        start = stop
+    return subset
+
+
+def _set_scores(
+    real: FeatureSpool, fakes: Sequence[FeatureSpool], suite: MetricSuite
+) -> list[dict[str, float]]:
+    from pconv_cli.evaluation.set_metrics import (
+        RealFactor,
+        frechet_distance,
+        gaussian_stats,
+        inception_discriminative_scores,
+    )
+
+    factor = RealFactor(gaussian_stats(real)) if "fid" in suite.metrics else None
+    real_rows = real.read() if "pids" in suite.metrics else None
+    scores = []
+    for fake in fakes:
+        values: dict[str, float] = {}
+        if factor is not None:
+            values["fid"] = frechet_distance(factor, gaussian_stats(fake))
+        if real_rows is not None:
+            values["p_ids"], values["u_ids"] = inception_discriminative_scores(
+                real_rows, fake.read()
+            )
+        scores.append(values)
+    return scores
 
 
 def _collect(
@@ -583,6 +732,7 @@ def _collect(
             l1=float(scores["l1"][i]),
             psnr=float(scores["psnr"][i]),
             ssim=float(scores["ssim"][i]),
+            lpips=float(scores["lpips"][i]) if "lpips" in scores else None,
         )
         result.add(record)
         if result.extremes is not None:

@@ -17,7 +17,13 @@ import torch
 from pconv_cli.weights.errors import WeightsError
 from pconv_cli.weights.zoo import WeightsEntry
 
-__all__ = ["BUNDLED_DIR", "cached_weights_path", "fetch_weights", "sha256_of"]
+__all__ = [
+    "BUNDLED_DIR",
+    "cached_weights_path",
+    "download_to_cache",
+    "fetch_weights",
+    "sha256_of",
+]
 
 _HASH_CHUNK = 1 << 22
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
@@ -69,26 +75,48 @@ def fetch_weights(entry: WeightsEntry, *, progress: bool = True) -> Path:
             f"{entry.name}: the bundled file {path} is missing from this installation; "
             "reinstall pconv"
         )
+    return download_to_cache(
+        entry.name,
+        entry.url,
+        entry.sha256_prefix,
+        path,
+        hint="pass --weights PATH_TO_THE_FILE",
+        progress=progress,
+    )
+
+
+def download_to_cache(
+    name: str,
+    url: str,
+    sha256_prefix: str | None,
+    path: Path,
+    *,
+    hint: str,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``path`` (torch.hub's checked download); errors are one line.
+
+    Offline, the :class:`WeightsError` names the URL, ``path`` and ``hint`` (another
+    way to give the file, e.g. ``pass --weights PATH``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(
-            entry.url, str(path), hash_prefix=entry.sha256_prefix, progress=progress
-        )
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=sha256_prefix, progress=progress)
     except RuntimeError as exc:
         if "hash" in str(exc):
             raise WeightsError(
-                f"download of {entry.name} from {entry.url} failed its sha256 check "
-                f"(expected {entry.sha256_prefix}...): {exc}"
+                f"download of {name} from {url} failed its sha256 check "
+                f"(expected {sha256_prefix}...): {exc}"
             ) from None
-        raise WeightsError(_offline_message(entry, path, exc)) from None
+        raise WeightsError(_offline_message(name, url, path, hint, exc)) from None
     except (OSError, ValueError) as exc:  # URLError, HTTPError, timeouts are OSErrors
-        raise WeightsError(_offline_message(entry, path, exc)) from None
+        raise WeightsError(_offline_message(name, url, path, hint, exc)) from None
     return path
 
 
-def _offline_message(entry: WeightsEntry, path: Path, exc: BaseException) -> str:
+def _offline_message(name: str, url: str, path: Path, hint: str, exc: BaseException) -> str:
     reason = getattr(exc, "reason", None) or exc
     return (
-        f"cannot download {entry.name} ({reason}); download {entry.url} yourself and "
-        f"either put it at {path} or pass --weights PATH_TO_THE_FILE"
+        f"cannot download {name} ({reason}); download {url} yourself and "
+        f"either put it at {path} or {hint}"
     )
