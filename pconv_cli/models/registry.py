@@ -54,7 +54,8 @@ class ModelFamily:
     - ``build(config) -> nn.Module``: the model (for ``kind="inpainting"`` an
       :class:`~pconv_cli.models.inpainting.InpaintingModel`).
     - ``config``: the dataclass of the builder's options (JSON-serialisable fields).
-    - ``task``: name of the training task in :mod:`pconv_cli.train.tasks`.
+    - ``task``: name of the training task in :mod:`pconv_cli.train.tasks`; None for an
+      inference-only family (``pconv train``/``finetune`` refuse it).
     - ``training_modules``: builders ``config -> nn.Module`` of the other networks
       training needs (e.g. ``{"discriminator": ...}``), saved beside the model.
     - ``defaults``: config values the family fixes (e.g. the torchvision ``arch`` of a
@@ -65,7 +66,7 @@ class ModelFamily:
     name: str
     config: type
     build: Callable[[Any], nn.Module]
-    task: str = "inpainting"
+    task: str | None = "inpainting"
     kind: str = "inpainting"
     aliases: tuple[str, ...] = ()
     training_modules: Mapping[str, Callable[[Any], nn.Module]] = field(default_factory=dict)
@@ -89,7 +90,7 @@ def register_model(
     name: str,
     *,
     config: type,
-    task: str = "inpainting",
+    task: str | None = "inpainting",
     kind: str = "inpainting",
     aliases: tuple[str, ...] = (),
     training_modules: Mapping[str, Callable[[Any], nn.Module]] | None = None,
