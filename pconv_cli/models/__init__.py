@@ -29,6 +29,7 @@ from pconv_cli.models import unet as _unet  # noqa: F401
 from pconv_cli.models import deepfillv2 as _deepfillv2  # noqa: F401
 from pconv_cli.models import classifiers as _classifiers  # noqa: F401
 from pconv_cli.models import migan as _migan  # noqa: F401
+from pconv_cli.models import sunnerli as _sunnerli  # noqa: F401
 # isort: on
 
 __all__ = [

@@ -17,11 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from pconv_cli.data.images import to_uint8
-from pconv_cli.models.inpainting import InpaintingModel, check_inputs
+from pconv_cli.models.array_pipeline import ArrayPipelineModel
 from pconv_cli.models.migan.network import MiganGenerator, check_resolution
 from pconv_cli.models.migan.pipeline import inpaint_migan
 from pconv_cli.models.registry import register_model
@@ -65,7 +62,7 @@ class MiganConfig:
             raise ValueError(f"pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
 
 
-class MiganInpainter(InpaintingModel):
+class MiganInpainter(ArrayPipelineModel):
     """MI-GAN with its pipeline: ``forward(image, mask)`` as every inpainting model.
 
     ``image`` float RGB (N, 3, H, W) in [0, 1] (quantised to uint8 first, as MI-GAN
@@ -76,24 +73,13 @@ class MiganInpainter(InpaintingModel):
     net: MiganGenerator
 
     @property
-    def size_multiple(self) -> int:
-        """``demo`` takes any size; ``native`` pads inside the net."""
-        return 1
+    def uses_arrays(self) -> bool:
+        return self.config.pipeline == "demo"
 
-    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
-        if self.config.pipeline == "native":
-            return super().forward(image, mask)
-        mask = check_inputs(image, mask)
-        known = (mask.amin(1) > 0.5).cpu().numpy()
-        pixels = to_uint8(image.detach()).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-        device = next(self.net.parameters()).device
-        resolution = self.net.resolution
-        results = [
-            inpaint_migan(self.net.generate, rgb, hole_free, resolution, device=device)[0]
-            for rgb, hole_free in zip(pixels, known, strict=True)
-        ]
-        out = torch.from_numpy(np.stack(results)).to(image.device).permute(0, 3, 1, 2)
-        return out.to(image.dtype if image.is_floating_point() else torch.float32) / 255.0
+    def run_arrays(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """:func:`~pconv_cli.models.migan.pipeline.inpaint_migan` on one picture."""
+        net = self.net
+        return inpaint_migan(net.generate, image, known, net.resolution, device=self.device)[0]
 
 
 @register_model(FAMILY, config=MiganConfig, task=None, description=HELP.split(":")[0])
