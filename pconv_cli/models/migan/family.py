@@ -73,6 +73,11 @@ class MiganInpainter(ArrayPipelineModel):
     net: MiganGenerator
 
     @property
+    def auto_strategy(self) -> str | None:
+        """``--strategy auto`` is ``full``: the pipeline places its own windows around holes."""
+        return "full" if self.uses_arrays else None
+
+    @property
     def uses_arrays(self) -> bool:
         return self.config.pipeline == "demo"
 
