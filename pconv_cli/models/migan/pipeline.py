@@ -158,11 +158,13 @@ def inpaint_migan(
     resolution: int,
     *,
     device: torch.device | str = "cpu",
+    padding: int = ONNX_PADDING,
 ) -> tuple[np.ndarray, list[Window]]:
     """MI-GAN's inference on one image of any size: (result, windows that ran).
 
     Up to ``resolution`` on both sides: :func:`demo_steps` on the whole image; larger:
-    :func:`demo_steps` on each window of :func:`plan_windows`, hole pixels pasted back.
+    :func:`demo_steps` on each window of :func:`plan_windows` (``padding`` px of context
+    around each group's box), hole pixels pasted back.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
@@ -176,7 +178,7 @@ def inpaint_migan(
         whole = Window(0, 0, height, width)
         return demo_steps(generate, image, known, resolution, device=device), [whole]
     result = image.copy()
-    windows = plan_windows(~known, resolution)
+    windows = plan_windows(~known, resolution, padding=padding)
     for window in windows:
         rows, cols = window.slices
         sub_known = known[rows, cols]
