@@ -4,7 +4,7 @@ References: ``tests/data/migan_{512,256}_keys.txt`` (every key and shape of MI-G
 ``lib/model_zoo/migan_inference.py`` ``Generator(resolution=R).state_dict()``, made by
 instantiating MI-GAN's code under torch 2.14), a functional MI-GAN over a state dict in
 that layout that uses the stored ``filter_const`` / ``noise_const`` buffers, and
-``scripts/demo.py`` written out with PIL/OpenCV (``migan_reference.py``). Nets are small
+``scripts/demo.py`` written out with PIL/OpenCV (``publisher_reference.py``). Nets are small
 (few channels); weights are random and saved as MI-GAN saves them.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from migan_reference import demo_reference, migan_forward
 from PIL import Image
+from publisher_reference import demo_reference, migan_forward
 from typer.testing import CliRunner
 
 from pconv_cli.cli import app

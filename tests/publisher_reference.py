@@ -4,7 +4,7 @@
   dict in the publisher's layout (``filter_const`` and ``noise_const`` used as stored:
   nearest upsampling times the stored pattern, so only the training size runs), written
   from the structure of ``lib/model_zoo/migan_inference.py``;
-- :func:`demo_reference` and :func:`test_py_reference`: the publishers' inference
+- :func:`demo_reference` and :func:`reference_test_py`: the publishers' inference
   scripts (MI-GAN's ``scripts/demo.py`` for one image no larger than the generator's
   resolution, SunnerLi's ``test.py --mask_path``) written out with PIL, OpenCV and numpy,
   around any generator callable;
@@ -85,7 +85,7 @@ def demo_reference(generate, image: np.ndarray, known: np.ndarray, resolution: i
     return image * keep + out * (1 - keep)
 
 
-def test_py_reference(generate, image: np.ndarray, known: np.ndarray, size: int) -> np.ndarray:
+def reference_test_py(generate, image: np.ndarray, known: np.ndarray, size: int) -> np.ndarray:
     """SunnerLi's test.py with a mask file: uint8 RGB in, his raw uint8 RGB output out."""
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     mask = np.dstack([np.where(known, 255, 0).astype(np.uint8)] * 3)
