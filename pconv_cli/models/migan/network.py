@@ -95,9 +95,11 @@ class ScaledLeakyReLU(nn.Module):
         self.slope, self.gain, self.clamp = slope, gain, clamp
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.leaky_relu(x, self.slope)
-        x = x * self.gain
-        return x.clamp(-self.clamp, self.clamp)
+        if torch.is_grad_enabled():
+            return (F.leaky_relu(x, self.slope) * self.gain).clamp(-self.clamp, self.clamp)
+        # inference: in place on the (fresh) conv output, as MI-GAN does; same values
+        x = F.leaky_relu(x, self.slope, inplace=True)
+        return x.mul_(self.gain).clamp_(-self.clamp, self.clamp)
 
     def extra_repr(self) -> str:
         return f"slope={self.slope}, gain={self.gain:.6f}, clamp={self.clamp}"
@@ -194,7 +196,8 @@ class SeparableConv2d(nn.Module):
         if self.upsample is not None:
             x = self.upsample(x)
         if self.use_noise:
-            x = x + self._noise(*x.shape[-2:])
+            noise = self._noise(*x.shape[-2:])
+            x = x + noise if torch.is_grad_enabled() else x.add_(noise)
         if self.activation is not None:
             x = self.activation(x)
         return x
