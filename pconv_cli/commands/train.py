@@ -102,7 +102,8 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("arch", str, _opt(
         "--arch", panel=_PANEL_MODEL, metavar=_ARCHES,
         help="Model family: pconv_unet (alias pconv), unet (plain convolutions), deepfillv2, "
-        "or any registered family. [default: pconv_unet]",
+        "or any registered family with a training task (inference-only families, such as "
+        "weights converted from other tools, are refused). [default: pconv_unet]",
     ), finetune=False),
     _Option("layers", int, _opt(
         "--layers", panel=_PANEL_MODEL, min=1, max=8,

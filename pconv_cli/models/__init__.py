@@ -2,8 +2,10 @@
 
 ``build_model(name, **options)`` builds any registered family, ``list_models()``
 names them, ``register_model`` adds one. Built-in families: ``pconv_unet`` (alias
-``pconv``), ``unet``, ``deepfillv2``, and every torchvision classifier with zero
-padding (``resnet50``) or partial padding (``pd_resnet50``), made on demand.
+``pconv``), ``unet``, ``deepfillv2``, ``migan`` and ``sunnerli_pconv``/``sunnerli_unet``
+(inference only; one folder each, holding their converters and zoo entries too), and
+every torchvision classifier with zero padding (``resnet50``) or partial padding
+(``pd_resnet50``), made on demand.
 Inpainting models take float RGB in [0, 1] and masks with 1 = valid, 0 = hole
 (see :mod:`pconv_cli.models.inpainting`); classifiers take RGB in [0, 1].
 """
