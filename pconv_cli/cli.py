@@ -7,6 +7,7 @@ commands import the heavy core modules inside their function bodies.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -20,12 +21,15 @@ from pconv_cli.commands.inpaint import inpaint
 from pconv_cli.commands.serve import serve
 from pconv_cli.commands.train import finetune, train
 from pconv_cli.commands.weights import weights_app
+from pconv_cli.errors import PconvError
 
 
 class _OneLineErrors(Group):
     """The root command: usage errors are one ``Error: ...`` line on stderr (exit code 2),
-    Ctrl-C is ``Aborted.`` (130), ``pconv`` alone prints the help. However it is run:
-    the console script, ``python -m pconv_cli`` or a test's CliRunner."""
+    every :class:`~pconv_cli.errors.PconvError` one ``Error: ...`` line with its exit code,
+    Ctrl-C (and SIGTERM, see :func:`main`) is ``Aborted.`` (130), ``pconv`` alone prints
+    the help. However it is run: the console script, ``python -m pconv_cli`` or a test's
+    CliRunner."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -35,6 +39,9 @@ class _OneLineErrors(Group):
         except typer.Abort:
             typer.echo("Aborted.", err=True)
             code = 130
+        except PconvError as exc:  # the one place every command's user errors end up
+            typer.echo(f"Error: {exc}", err=True)
+            code = exc.exit_code
         except typer.TyperException as exc:  # typer's (vendored click's) usage errors
             message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
             ctx = getattr(exc, "ctx", None)
@@ -88,6 +95,12 @@ app.add_typer(weights_app, name="weights")
 app.add_typer(classify_app, name="classify")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (what ``kill``, ``timeout``, SLURM and Kubernetes send) acts as Ctrl-C."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point (see :class:`_OneLineErrors`)."""
+    """Console-script entry point (see :class:`_OneLineErrors`); SIGTERM is handled as Ctrl-C."""
+    signal.signal(signal.SIGTERM, _terminate)
     app()

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pconv_cli.errors import PconvError
+
 if TYPE_CHECKING:
     import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
-class DeviceError(ValueError):
+class DeviceError(PconvError, ValueError):
     """A device that is not available here (one-line message for the CLI)."""
 
 

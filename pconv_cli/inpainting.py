@@ -53,6 +53,7 @@ from pconv_cli.data.images import (
 )
 from pconv_cli.data.masks import MaskContentWarning, MaskError, MaskResizedWarning, load_mask
 from pconv_cli.data.panels import PanelRow, hole_panel, panel_grid
+from pconv_cli.errors import UsageError
 
 __all__ = [
     "DEFAULT_CROP_TRIGGER",
@@ -322,7 +323,7 @@ def concat_panels(loaded: LoadedImage, hole: np.ndarray, rgb: np.ndarray) -> Ima
 # --------------------------------------------------------------------------- files and folders
 
 
-class RequestError(ValueError):
+class RequestError(UsageError, ValueError):
     """A request that cannot be planned (a usage error); ``option`` names the culprit."""
 
     def __init__(self, message: str, option: str):

@@ -94,9 +94,9 @@ def test_two_process_ddp_equals_the_global_batch(tmp_path):
 
 def test_hole_l1_falls_on_real_photos(tmp_path):
     run = tmp_path / "learn"
-    _invoke("train", *TINY, "--width", "0.25", "--batch", "4", "--lr", "2e-3", "--steps", "60",
-            "--out", run, "--log-every", "20", "--save-every", "60",
-            "--sample-every", "60")  # fmt: skip
+    _invoke("train", *TINY, "--width", "0.25", "--batch", "4", "--lr", "2e-3", "--steps", "100",
+            "--out", run, "--log-every", "20", "--save-every", "100",
+            "--sample-every", "100")  # fmt: skip
     dataset = InpaintingDataset(
         resolve_images(EXAMPLES), MaskSource.parse("irregular"), size=72, seed=9
     )
@@ -111,7 +111,7 @@ def test_hole_l1_falls_on_real_photos(tmp_path):
     torch.manual_seed(1)
     before = hole_l1(build_model("deepfillv2", width=0.25).eval())
     after = hole_l1(load_model(run / "last.safetensors"))
-    assert after <= 0.9 * before, (before, after)  # 60 steps: from grey to the photos' colours
+    assert after <= 0.9 * before, (before, after)  # 100 steps: from grey to the photos' colours
 
 
 def test_demo_preset_resolves_for_deepfill():

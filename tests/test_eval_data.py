@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pconv_cli.data.masks import ManifestRow, save_mask, write_manifest
+from pconv_cli.data.images import ImageError
+from pconv_cli.data.masks import ManifestRow, MaskError, save_mask, write_manifest
 from pconv_cli.evaluation.pairs import (
     OTHER_BUCKET,
     EvalError,
@@ -268,7 +269,7 @@ def test_unreadable_mask_is_an_error(tmp_path):
     folder = tmp_path / "masks"
     folder.mkdir()
     (folder / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(EvalError, match=r"bad\.png"):
+    with pytest.raises(MaskError, match=r"bad\.png"):  # its own class, not re-raised as EvalError
         PairLoader().mask(load_mask_set(folder).entries[0])
 
 
@@ -324,7 +325,7 @@ def test_unreadable_image_is_an_error(tmp_path):
     (images / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     masks = mask_folder(tmp_path, {"m.png": hole_with(30)})
     plan = plan_pairs(list_images(images), load_mask_set(masks), "all")
-    with pytest.raises(EvalError, match=r"cannot read image .*broken\.jpg"):
+    with pytest.raises(ImageError, match=r"cannot read image .*broken\.jpg"):
         list(iter_batches(plan, PairLoader(), 4))
 
 

@@ -21,9 +21,10 @@ def run_training(overrides: dict[str, Any], *, resume: bool, finetune: bool = Fa
     from rich.console import Console
     from rich.markup import escape
 
-    from pconv_cli.train.config import UsageError, ignored_on_resume, resolve_config
+    from pconv_cli.errors import PconvError, UsageError
+    from pconv_cli.train.config import ignored_on_resume, resolve_config
     from pconv_cli.train.distributed import LaunchError
-    from pconv_cli.train.loop import EXPECTED_ERRORS, TrainingInterrupted, train
+    from pconv_cli.train.loop import TrainingInterrupted, train
 
     console = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line
     out = overrides["out"]
@@ -50,7 +51,7 @@ def run_training(overrides: dict[str, Any], *, resume: bool, finetune: bool = Fa
     except UsageError as exc:
         console.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-    except (*EXPECTED_ERRORS, LaunchError) as exc:
+    except PconvError as exc:
         console.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
         if isinstance(exc, LaunchError) and any(Path(out).glob("checkpoints/*")):
             console.print(f"resume with: pconv train --out {escape(out)} --resume")

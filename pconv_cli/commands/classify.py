@@ -246,34 +246,29 @@ def eval_command(
     from rich.table import Table
 
     from pconv_cli.data.classification import ImageFolderDataset
-    from pconv_cli.data.datasets import DataError
-    from pconv_cli.devices import DeviceError, resolve_device
+    from pconv_cli.devices import resolve_device
     from pconv_cli.evaluation.classification import evaluate_classifier
     from pconv_cli.files import atomic_write
-    from pconv_cli.models import ModelError
-    from pconv_cli.weights import WeightsError, model_from_weights, open_weights
+    from pconv_cli.weights import model_from_weights, open_weights
 
     console = Console(soft_wrap=True, highlight=False)
-    try:
-        loaded = open_weights(weights)
-        if arch and loaded.family != arch:
-            raise _fail(f"--weights {weights} holds a {loaded.family}, not a {arch}")
-        if not hasattr(loaded.config, "num_classes"):
-            raise _fail(f"--weights {weights} holds a {loaded.family} model, not a classifier")
-        classes = json.loads(loaded.metadata["classes"]) if "classes" in loaded.metadata else None
-        crop = size or int(loaded.metadata.get("size", 224))
-        dataset = ImageFolderDataset(data, size=crop, train=False, classes=classes)
-        if len(dataset.classes) != loaded.config.num_classes:
-            raise _fail(
-                f"{data} has {len(dataset.classes)} classes, the model {loaded.config.num_classes}"
-            )
-        model = model_from_weights(loaded, device=resolve_device(device))
-        result = evaluate_classifier(
-            model, dataset, dataset.classes, batch_size=batch,
-            device=next(model.parameters()).device, workers=workers,
-        )  # fmt: skip
-    except (WeightsError, ModelError, DataError, DeviceError) as exc:
-        raise _fail(str(exc)) from None
+    loaded = open_weights(weights)
+    if arch and loaded.family != arch:
+        raise _fail(f"--weights {weights} holds a {loaded.family}, not a {arch}")
+    if not hasattr(loaded.config, "num_classes"):
+        raise _fail(f"--weights {weights} holds a {loaded.family} model, not a classifier")
+    classes = json.loads(loaded.metadata["classes"]) if "classes" in loaded.metadata else None
+    crop = size or int(loaded.metadata.get("size", 224))
+    dataset = ImageFolderDataset(data, size=crop, train=False, classes=classes)
+    if len(dataset.classes) != loaded.config.num_classes:
+        raise _fail(
+            f"{data} has {len(dataset.classes)} classes, the model {loaded.config.num_classes}"
+        )
+    model = model_from_weights(loaded, device=resolve_device(device))
+    result = evaluate_classifier(
+        model, dataset, dataset.classes, batch_size=batch,
+        device=next(model.parameters()).device, workers=workers,
+    )  # fmt: skip
     console.print(
         f"[bold]{escape(loaded.family)}[/] on {escape(str(data))}: {result.count} images, "
         f"top-1 {result.top1:.2f}%, top-5 {result.top5:.2f}%"

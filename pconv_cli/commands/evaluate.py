@@ -249,33 +249,24 @@ def evaluate(
         n_sources=len(methods) + len(checkpoints) + len(folders),
         outputs={"--json": json_out, "--csv": csv_out, "--grid": grid},
     )
-    from pconv_cli.data.masks import MaskError
-    from pconv_cli.devices import DeviceError
-    from pconv_cli.evaluation.baselines import BaselineError
-    from pconv_cli.evaluation.pairs import EvalError
-    from pconv_cli.weights.errors import WeightsError
-
-    try:
-        _run(
-            folder=folder,
-            masks=_mask_set_path(masks),
-            methods=methods,
-            checkpoints=checkpoints,
-            folders=folders,
-            invert_mask=invert_mask,
-            crop=crop,
-            pairing=pairing,
-            limit=limit,
-            batch=batch,
-            device=device,
-            json_out=json_out,
-            csv_out=csv_out,
-            grid=grid,
-            grid_count=grid_count,
-            save_outputs=save_outputs,
-        )
-    except (EvalError, MaskError, WeightsError, BaselineError, DeviceError) as error:
-        raise _fail(str(error)) from None
+    _run(
+        folder=folder,
+        masks=_mask_set_path(masks),
+        methods=methods,
+        checkpoints=checkpoints,
+        folders=folders,
+        invert_mask=invert_mask,
+        crop=crop,
+        pairing=pairing,
+        limit=limit,
+        batch=batch,
+        device=device,
+        json_out=json_out,
+        csv_out=csv_out,
+        grid=grid,
+        grid_count=grid_count,
+        save_outputs=save_outputs,
+    )
 
 
 def _run(

@@ -40,19 +40,15 @@ def _run(jobs, weights: str, device_name: str, options, folder: bool) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    from pconv_cli.devices import DeviceError, resolve_device
+    from pconv_cli.devices import resolve_device
     from pconv_cli.models import describe_config
-    from pconv_cli.weights import WeightsError, model_from_weights, open_weights, zoo
+    from pconv_cli.weights import model_from_weights, open_weights, zoo
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     start = time.perf_counter()
-    try:
-        device = resolve_device(device_name)
-        loaded = open_weights(weights or zoo.DEFAULT_WEIGHTS)
-        model = model_from_weights(loaded, device=device)
-    except (DeviceError, WeightsError) as exc:
-        console.print(f"[red]Error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+    device = resolve_device(device_name)
+    loaded = open_weights(weights or zoo.DEFAULT_WEIGHTS)
+    model = model_from_weights(loaded, device=device)
     meta = loaded.metadata
     what = meta.get("name") or Path(meta.get("source", weights or "")).name
     console.print(

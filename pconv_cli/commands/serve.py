@@ -82,22 +82,17 @@ def serve(
 
     import uvicorn
 
-    from pconv_cli.devices import DeviceError
     from pconv_cli.web.app import create_app
-    from pconv_cli.weights import WeightsError, open_weights
+    from pconv_cli.weights import open_weights
 
-    try:
-        if weights:
-            open_weights(weights)  # fail now, not on the first request
-        app = create_app(
-            weights=weights,
-            device=device,
-            max_upload_mb=max_upload_mb,
-            max_pixels=int(max_megapixels * 1e6),
-        )
-    except (DeviceError, WeightsError) as exc:
-        console.print(f"[red]Error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+    if weights:
+        open_weights(weights)  # fail now, not on the first request
+    app = create_app(
+        weights=weights,
+        device=device,
+        max_upload_mb=max_upload_mb,
+        max_pixels=int(max_megapixels * 1e6),
+    )
     problem = _bind_problem(host, port)
     if problem:
         console.print(f"[red]Error:[/] cannot listen on {escape(host)}:{port}: {escape(problem)}")

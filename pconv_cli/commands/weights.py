@@ -138,7 +138,6 @@ def convert_command(
     from rich.markup import escape
 
     from pconv_cli.weights import (
-        WeightsError,
         model_from_weights,
         open_weights,
         write_checkpoint,
@@ -148,12 +147,8 @@ def convert_command(
     if keep_float32 and not half:
         _console(stderr=True).print("[red]Error:[/] --keep-float32 needs --half")
         raise typer.Exit(2)
-    try:
-        weights = open_weights(source)
-        model_from_weights(weights)  # the file must build a working model
-    except WeightsError as exc:
-        _console(stderr=True).print(f"[red]Error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+    weights = open_weights(source)
+    model_from_weights(weights)  # the file must build a working model
     meta = weights.metadata
     extra = {"original_format": weights.source_format}
     extra.update({k: meta[k] for k in ("name", "size") if k in meta})

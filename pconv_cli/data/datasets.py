@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, Sampler
 
 from pconv_cli.data import masks as mask_lib
 from pconv_cli.data.images import IMAGE_SUFFIXES, ImageError, find_images, open_rgb
+from pconv_cli.errors import PconvError
 
 __all__ = [
     "CROP_MODES",
@@ -46,7 +47,7 @@ _RATIO_PART = 0.1
 _MAX_SKIPS = 16
 
 
-class DataError(ValueError):
+class DataError(PconvError, ValueError):
     """A data set that cannot be used (one-line message for the CLI)."""
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from pconv_cli.errors import PconvError
 from pconv_cli.files import atomic_write
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ SUFFIX_OF_FORMAT: dict[str, str] = {
 """The suffix pconv gives a file of each Pillow format."""
 
 
-class ImageError(ValueError):
+class ImageError(PconvError, ValueError):
     """An image that cannot be read or written; the message is one line for the CLI."""
 
 

@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pconv_cli.data.mask_kinds import MASK_KINDS
+from pconv_cli.errors import PconvError
 from pconv_cli.files import atomic_write
 
 NVIDIA_BUCKETS: tuple[tuple[float, float], ...] = (
@@ -109,7 +110,7 @@ _MIN_SIDE = 8
 _TWO_PI = 2.0 * math.pi
 
 
-class MaskError(ValueError):
+class MaskError(PconvError, ValueError):
     """A mask cannot be generated, read or written; the message is one line for the user."""
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from pconv_cli.errors import PconvError
+
 __all__ = [
     "METHODS",
     "OPENCV_METHODS",
@@ -37,7 +39,7 @@ OPENCV_RADIUS = 3
 """``inpaintRadius`` passed to ``cv2.inpaint`` (the value of OpenCV's own examples)."""
 
 
-class BaselineError(ValueError):
+class BaselineError(PconvError, ValueError):
     """An unknown method or a missing optional dependency; the message is one line."""
 
 

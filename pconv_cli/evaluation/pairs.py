@@ -34,16 +34,16 @@ from typing import Generic, TypeVar
 import numpy as np
 from PIL import Image
 
-from pconv_cli.data.images import IMAGE_SUFFIXES, ImageError, find_images, open_rgb
+from pconv_cli.data.images import IMAGE_SUFFIXES, find_images, open_rgb
 from pconv_cli.data.masks import (
     MANIFEST_NAME,
-    MaskError,
     bucket_label,
     hole_ratio_of,
     load_mask,
     read_manifest,
     touches_border,
 )
+from pconv_cli.errors import PconvError
 
 __all__ = [
     "CROP_MODES",
@@ -79,7 +79,7 @@ _CACHE_BYTES = 64 * 2**20
 set, or many photos against a few masks, decode each file once."""
 
 
-class EvalError(ValueError):
+class EvalError(PconvError, ValueError):
     """Bad evaluation input; the message is one line for the CLI."""
 
 
@@ -158,10 +158,7 @@ def load_mask_set(path: str | os.PathLike[str], invert: bool = False) -> MaskSet
     else:
         raise EvalError(f"mask set {path} does not exist (give a mask folder or a manifest.csv)")
     if manifest is not None:
-        try:
-            rows = read_manifest(manifest)
-        except MaskError as error:
-            raise EvalError(str(error)) from None
+        rows = read_manifest(manifest)
         entries = [
             MaskEntry(
                 key=Path(row.file).with_suffix("").as_posix(),
@@ -333,13 +330,6 @@ def plan_pairs(
 # --------------------------------------------------------------------------- loading
 
 
-def _open_rgb(path: Path, what: str) -> Image.Image:
-    try:
-        return open_rgb(path, what)
-    except ImageError as error:
-        raise EvalError(str(error)) from None
-
-
 def map_to_size(image: Image.Image, size: tuple[int, int], crop: str) -> Image.Image:
     """``image`` mapped to ``size=(height, width)`` by ``crop`` (see the module docstring)."""
     height, width = size
@@ -408,10 +398,7 @@ class PairLoader:
         self._images = _LRU(self._load_image, lambda image: image.nbytes, cache_bytes)
 
     def _load_mask(self, entry: MaskEntry) -> LoadedMask:
-        try:
-            hole = load_mask(entry.path, invert=self.invert)
-        except MaskError as error:
-            raise EvalError(str(error)) from None
+        hole = load_mask(entry.path, invert=self.invert)
         if not hole.any():
             hint = "" if self.invert else " (white = hole; --invert-mask reads black = hole)"
             raise EvalError(f"mask {entry.path} has no hole pixels{hint}")
@@ -428,7 +415,7 @@ class PairLoader:
 
     def _load_image(self, key: tuple[ImageEntry, tuple[int, int]]) -> np.ndarray:
         entry, size = key
-        array = np.asarray(map_to_size(_open_rgb(entry.path, "image"), size, self.crop))
+        array = np.asarray(map_to_size(open_rgb(entry.path, "image"), size, self.crop))
         array.setflags(write=False)
         return array
 

@@ -37,12 +37,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pconv_cli.data.images import ImageError, read_rgb, save_png, to_uint8
+from pconv_cli.data.images import read_rgb, save_png, to_uint8
 from pconv_cli.data.masks import NVIDIA_BUCKETS, format_ratio_range
 from pconv_cli.evaluation.baselines import (
     OPENCV_METHODS,
     OPENCV_RADIUS,
-    BaselineError,
     check_method,
     inpaint_classic,
 )
@@ -104,10 +103,7 @@ class MethodSource(Source):
     kind = "method"
 
     def __init__(self, method: str, label: str | None = None):
-        try:
-            check_method(method)
-        except BaselineError as error:
-            raise EvalError(str(error)) from None
+        check_method(method)
         super().__init__(method, label)
 
     def predict(self, batch: Batch) -> Tensor:
@@ -203,10 +199,7 @@ class PredictionsSource(Source):
             path = self._path(pair.name)
             if path is None:  # prepare() was skipped
                 raise EvalError(f"--predictions {self.folder}: no prediction for {pair.name!r}")
-            try:
-                output = read_rgb(path, "prediction")
-            except ImageError as error:
-                raise EvalError(str(error)) from None
+            output = read_rgb(path, "prediction")
             if output.shape[:2] != (height, width):
                 raise EvalError(
                     f"prediction {path} is {output.shape[1]}x{output.shape[0]}, expected "

@@ -25,6 +25,8 @@ from typing import Any
 
 from torch import nn
 
+from pconv_cli.errors import UsageError
+
 __all__ = [
     "ModelError",
     "ModelFamily",
@@ -43,8 +45,8 @@ __all__ = [
 PLUGIN_GROUP = "pconv_cli.plugins"
 
 
-class ModelError(ValueError):
-    """An unknown family or bad options for one; the message is one line for the CLI."""
+class ModelError(UsageError, ValueError):
+    """An unknown family or bad options for one; the message is one line (exit code 2)."""
 
 
 @dataclass(frozen=True)

@@ -209,7 +209,7 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
         try:
             init_weights = open_weights(overrides["init"], progress=False)
         except WeightsError as exc:
-            raise TrainingError(f"--init: {exc}") from None
+            raise exc.prefixed("--init") from None
     try:
         arch = overrides.get("arch") or (init_weights.family if init_weights else DEFAULT_ARCH)
         family = get_family(arch)
@@ -261,7 +261,7 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
     try:
         values["model"] = dataclasses.asdict(make_config(family, model_options))
     except ModelError as exc:
-        raise UsageError(str(exc)) from None
+        raise exc.prefixed(f"--arch {family.name}") from None
     if init_weights is not None and "size" not in overrides and "size" not in preset:
         size = _training_size(init_weights)  # fine-tune at the size the weights learnt
         if size:

@@ -10,28 +10,40 @@ SyncBN for every backend lives in :mod:`pconv_cli.nn.sync_batchnorm`.
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import json
 import os
-import uuid
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from pconv_cli.errors import Interrupted, PconvError
+
 __all__ = [
     "DistContext",
     "LaunchError",
+    "WorkersInterrupted",
     "check_world_size",
     "context_from_env",
     "launch",
 ]
 
 
-class LaunchError(RuntimeError):
+class LaunchError(PconvError, RuntimeError):
     """The distributed run could not start or a worker failed (one-line message)."""
 
 
@@ -93,52 +105,171 @@ def all_reduce_mean(values: Tensor) -> Tensor:
 
 # -- launching ---------------------------------------------------------------------------
 
+_FAILURE_GRACE_S = 3.0
+"""After a rank fails, how long the others get to stop before they are killed."""
+_POLL_S = 0.05
+
+
+class WorkersInterrupted(Interrupted):
+    """Ctrl-C or SIGTERM stopped a launched run; the message is rank 0's (exit code 130)."""
+
+
+@dataclass
+class _Worker:
+    rank: int
+    process: subprocess.Popen
+    error_file: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def failure(self) -> tuple[int, str, int] | None:
+        """``(time written, message, exit code)`` of this rank's error report, if it wrote one."""
+        try:
+            stat = self.error_file.stat()
+            report = json.loads(self.error_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return stat.st_mtime_ns, str(report.get("message", "")), int(report.get("exit_code", 1))
+
 
 def launch(entrypoint: Callable[..., Any], args: tuple, *, processes: int) -> Any:
-    """Run ``entrypoint(*args)`` in ``processes`` local workers via torch's elastic launcher.
+    """Run ``entrypoint(*args)`` in ``processes`` local worker processes; rank 0's return value.
 
-    Returns rank 0's return value. A failing worker stops the run; its error
-    message becomes a :class:`LaunchError`.
+    What ``torchrun --standalone`` does, with pconv's guarantees:
+
+    - the launcher hosts the rendezvous store on a free port it picks itself
+      (``MASTER_PORT`` from the environment if set), so runs started together on
+      one machine never clash; workers reach it as torchrun's workers reach the
+      agent's store (``TORCHELASTIC_USE_AGENT_STORE``);
+    - each worker is a fresh interpreter in a session of its own: ``entrypoint``
+      and ``args`` are pickled once into a private folder (they must be picklable,
+      like anything handed to another process); whatever a worker starts (data
+      loader processes, trackers) is killed with its session when the launcher
+      ends, however it ends;
+    - a failing worker stops the run: the others get :data:`_FAILURE_GRACE_S`
+      seconds, then are killed; the first failure's one-line message becomes a
+      :class:`LaunchError` (``worker rank R failed: ...``);
+    - Ctrl-C or SIGTERM is forwarded to every worker as SIGTERM (a training run
+      stops at a step boundary and saves); when they exit with status 130 the
+      launcher raises :class:`WorkersInterrupted` with rank 0's message. A second
+      signal kills the workers at once.
     """
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=processes,
-        run_id=str(uuid.uuid4()),
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",
-        max_restarts=0,
-        monitor_interval=0.2,
-        logs_specs=None,
-        start_method="spawn",
-    )
-    # The agent logs every worker failure with tracebacks; the LaunchError says it in one line.
-    agent_logger = logging.getLogger("torch.distributed.elastic")
-    level = agent_logger.level
-    agent_logger.setLevel(logging.CRITICAL)
+    if processes < 1:
+        raise LaunchError(f"the number of processes must be >= 1, got {processes}")
+    host = "127.0.0.1"
+    port = int(os.environ.get("MASTER_PORT", 0))
     try:
-        results = elastic_launch(config, entrypoint)(*args)
-    except ChildFailedError as exc:
-        raise LaunchError(_failure_message(exc)) from None
+        store = dist.TCPStore(host, port, processes, is_master=True, wait_for_workers=False)
+    except (RuntimeError, OSError) as exc:
+        raise LaunchError(f"cannot open the rendezvous port {host}:{port}: {exc}") from None
+    folder = Path(tempfile.mkdtemp(prefix="pconv-launch-"))
+    workers: list[_Worker] = []
+    signals = _SignalForwarder()
+    try:
+        spec = folder / "spec.pkl"
+        with spec.open("wb") as handle:
+            pickle.dump({"sys_path": list(sys.path), "call": pickle.dumps((entrypoint, args))},
+                        handle)  # fmt: skip
+        env_base = {
+            **os.environ,
+            "MASTER_ADDR": host,
+            "MASTER_PORT": str(store.port),
+            "TORCHELASTIC_USE_AGENT_STORE": "True",
+            "WORLD_SIZE": str(processes),
+            "LOCAL_WORLD_SIZE": str(processes),
+            "GROUP_RANK": "0",
+            "PCONV_LAUNCH_DIR": str(folder),
+        }
+        with signals:
+            for rank in range(processes):
+                env = {**env_base, "RANK": str(rank), "LOCAL_RANK": str(rank)}
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "pconv_cli.train.worker", str(spec)],
+                    env=env, start_new_session=True,
+                )  # fmt: skip
+                workers.append(_Worker(rank, process, folder / f"error-{rank}.json"))
+                signals.workers = workers
+            _wait(workers, signals)
+        return _outcome(workers, folder, signalled=signals.count > 0)
     finally:
-        agent_logger.setLevel(level)
-    return results[0]
+        _kill_sessions(workers)
+        del store
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _failure_message(exc: Any) -> str:
-    """One line from the first (root-cause) failure of a ChildFailedError."""
-    rank, failure = exc.get_first_failure()
-    message = failure.message if failure.error_file_data.get("message") else ""
-    while isinstance(message, dict):  # error files nest {"message": {"message": ...}}
-        message = message.get("message", "")
-    message = str(message or "")
-    lines = message.strip().splitlines()
-    text = lines[0] if lines else f"exit code {failure.exitcode} (its error is printed above)"
-    # error files say "ExceptionType: text"; pconv's own errors read better without the type
-    name, sep, rest = text.partition(": ")
-    if sep and name.isidentifier() and name.endswith("Error") and rest:
-        text = rest
-    return f"worker rank {rank} failed: {text}"
+class _SignalForwarder:
+    """While active: SIGINT/SIGTERM to the launcher -> SIGTERM to every worker; again -> kill."""
+
+    def __init__(self) -> None:
+        self.workers: list[_Worker] = []
+        self.count = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalForwarder:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count == 1:
+            for worker in self.workers:
+                _signal_pid(worker.pid, signal.SIGTERM)
+        else:
+            _kill_sessions(self.workers)
+
+
+def _wait(workers: list[_Worker], signals: _SignalForwarder) -> None:
+    """Until every worker has exited; a failure gives the others a short grace, then kills."""
+    failed_at: float | None = None
+    while any(w.process.poll() is None for w in workers):
+        codes = [w.process.returncode for w in workers]
+        if failed_at is None and any(c not in (None, 0, 130) for c in codes):
+            failed_at = time.monotonic()
+            for worker in workers:
+                if worker.process.returncode is None:
+                    _signal_pid(worker.pid, signal.SIGTERM)
+        if failed_at is not None and time.monotonic() - failed_at > _FAILURE_GRACE_S:
+            _kill_sessions(workers)
+        time.sleep(_POLL_S)
+
+
+def _outcome(workers: list[_Worker], folder: Path, *, signalled: bool) -> Any:
+    """Rank 0's result, or the error the workers' exit codes and reports amount to."""
+    if all(w.process.returncode == 0 for w in workers):
+        with (folder / "result.pkl").open("rb") as handle:
+            return pickle.load(handle)
+    reports = {w.rank: w.failure() for w in workers}
+    failures = [(r[0], rank, r[1]) for rank, r in reports.items() if r and r[2] != 130]
+    if failures:
+        _, rank, message = min(failures)  # the first report written is the root cause
+        raise LaunchError(f"worker rank {rank} failed: {message}")
+    crashed = [w for w in workers if w.process.returncode not in (0, 130)]
+    if crashed and not signalled:
+        code = crashed[0].process.returncode
+        what = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        raise LaunchError(f"worker rank {crashed[0].rank} failed: {what}")
+    report = reports.get(0) or next((r for r in reports.values() if r), None)
+    raise WorkersInterrupted(report[1] if report else "interrupted; no checkpoint was saved")
+
+
+def _signal_pid(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+
+
+def _kill_sessions(workers: list[_Worker]) -> None:
+    """Kill every process in each worker's session (its data loaders too) and reap the workers."""
+    for worker in workers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker.pid, signal.SIGKILL)
+    for worker in workers:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.process.wait(timeout=10)

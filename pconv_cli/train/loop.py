@@ -18,7 +18,8 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import sys
+import signal
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,12 +30,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pconv_cli.data.datasets import DataError, InfiniteSampler
+from pconv_cli.data.datasets import InfiniteSampler
 from pconv_cli.data.images import save_png
-from pconv_cli.data.masks import MaskError
-from pconv_cli.devices import DeviceError, resolve_device
+from pconv_cli.devices import resolve_device
+from pconv_cli.errors import Interrupted
 from pconv_cli.files import atomic_write
-from pconv_cli.models.registry import ModelError, build_model, get_family, plugin_modules
+from pconv_cli.models.registry import build_model, get_family, plugin_modules
 from pconv_cli.nn.sync_batchnorm import convert_sync_batchnorm
 from pconv_cli.train.config import TrainConfig, TrainingError
 from pconv_cli.train.distributed import (
@@ -43,16 +44,14 @@ from pconv_cli.train.distributed import (
     context_from_env,
     init_process_group,
 )
-from pconv_cli.train.losses import VGGWeightsError
 from pconv_cli.train.run_dir import RunDir, append_jsonl, read_history
 from pconv_cli.train.tasks import NonFiniteLossError, StepContext, Task, get_task, task_modules
 from pconv_cli.train.visuals import loss_curve
-from pconv_cli.weights import WeightsError, open_weights
+from pconv_cli.weights import open_weights
 from pconv_cli.weights.checkpoint import load_state_dict_strict
 from pconv_cli.weights.formats import converter_modules
 
 __all__ = [
-    "EXPECTED_ERRORS",
     "NonFiniteLossError",
     "TrainCallbacks",
     "TrainingError",
@@ -65,23 +64,56 @@ __all__ = [
     "training_device",
 ]
 
-EXPECTED_ERRORS = (
-    TrainingError, DataError, DeviceError, VGGWeightsError, MaskError, WeightsError, ModelError,
-)  # fmt: skip
-"""Errors with a one-line message for the user (no traceback)."""
-
 # Sample-grid items use stream positions from here on (training never gets there).
 _SAMPLE_POSITIONS = 2**62
 _AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class TrainingInterrupted(TrainingError):
-    """Ctrl-C: a checkpoint was saved at ``step``."""
+class TrainingInterrupted(TrainingError, Interrupted):
+    """Ctrl-C or SIGTERM: the run stopped at a step boundary (exit code 130).
 
-    def __init__(self, step: int, checkpoint: Path):
-        super().__init__(f"interrupted at step {step}; saved {checkpoint}")
+    ``checkpoint`` is the one saved there, or None when a second signal stopped the
+    run at once (nothing saved; the newest complete checkpoint stays).
+    """
+
+    exit_code = 130
+
+    def __init__(self, step: int, checkpoint: Path | None, why: str = "interrupted"):
+        saved = (
+            f"saved {checkpoint}" if checkpoint else "nothing saved (the newest checkpoint stays)"
+        )
+        super().__init__(f"{why} at step {step}; {saved}")
         self.step = step
         self.checkpoint = checkpoint
+
+
+class StopRequests:
+    """While active (main thread only): SIGINT/SIGTERM ask the loop to stop at the next step
+    boundary (``requested``); a second signal raises ``KeyboardInterrupt`` at once."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+
+def ignore_interrupts(worker_id: int) -> None:
+    """A data loader process's start: Ctrl-C is for the training process, which stops cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class TrainCallbacks:
@@ -186,11 +218,7 @@ def run_worker(
     config = TrainConfig(**config_data)
     callbacks = callbacks_factory() if (callbacks_factory and ctx.is_main) else None
     try:
-        summary = train(config, callbacks)
-    except EXPECTED_ERRORS as exc:
-        # An expected failure: one line, no traceback; the launcher stops the other ranks.
-        print(f"Error: rank {ctx.rank}: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+        summary = train(config, callbacks)  # errors reach the launcher through the worker
     finally:
         if callbacks is not None and hasattr(callbacks, "close"):
             callbacks.close()
@@ -280,6 +308,7 @@ def _data_loader(config: TrainConfig, task: Task, dataset, start: int, device, c
         sampler=sampler,
         num_workers=config.workers,
         collate_fn=task.collate,
+        worker_init_fn=ignore_interrupts if config.workers > 0 else None,
         pin_memory=device.type == "cuda",
         persistent_workers=config.workers > 0,
         prefetch_factor=2 if config.workers > 0 else None,
@@ -433,62 +462,80 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
     step = start_step
     sums: dict[str, float] = {}
     interval_images, interval_start, interval_first = 0, time.perf_counter(), start_step
+    stop, last_saved = StopRequests(), start_step
     try:
-        for batch in loader:
-            for path in batch.get("skipped", []):
-                if path not in skipped:
-                    skipped.add(path)
-                    callbacks.on_message(f"skipped unreadable image {path} ({len(skipped)} so far)")
-            lr = config.lr * config.lr_factor(step, steps_per_epoch, total_steps)
-            for optimizer in optimizers.values():
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            context = StepContext(
-                modules=wrapped, optimizers=optimizers, scalers=scalers, device=device,
-                amp_dtype=amp_dtype, memory_format=memory_format, step=step + 1,
-                describe_failure=describe_failure,
-            )  # fmt: skip
-            terms = task.training_step(batch, context)
-            values = all_reduce_mean(torch.stack([t.detach().float() for t in terms.values()]))
-            step += 1
-            for name, value in zip(terms, values.tolist(), strict=True):
-                sums[name] = sums.get(name, 0.0) + value
-            interval_images += per_step
-            callbacks.on_step(step, float(values[list(terms).index("loss")]))
+        with stop:
+            for batch in loader:
+                for path in batch.get("skipped", []):
+                    if path not in skipped:
+                        skipped.add(path)
+                        callbacks.on_message(
+                            f"skipped unreadable image {path} ({len(skipped)} so far)"
+                        )
+                lr = config.lr * config.lr_factor(step, steps_per_epoch, total_steps)
+                for optimizer in optimizers.values():
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                context = StepContext(
+                    modules=wrapped, optimizers=optimizers, scalers=scalers, device=device,
+                    amp_dtype=amp_dtype, memory_format=memory_format, step=step + 1,
+                    describe_failure=describe_failure,
+                )  # fmt: skip
+                terms = task.training_step(batch, context)
+                # The stop request rides along with the loss terms: all ranks stop at one step.
+                flags = torch.tensor([1.0 if stop.requested else 0.0], device=device)
+                values = all_reduce_mean(
+                    torch.cat([torch.stack([t.detach().float() for t in terms.values()]), flags])
+                )
+                stopping, values = bool(values[-1] > 0), values[:-1]
+                step += 1
+                for name, value in zip(terms, values.tolist(), strict=True):
+                    sums[name] = sums.get(name, 0.0) + value
+                interval_images += per_step
+                callbacks.on_step(step, float(values[list(terms).index("loss")]))
 
-            if ctx.is_main and (step % config.log_every == 0 or step == total_steps):
-                elapsed = time.perf_counter() - interval_start
-                record = {"step": step, "lr": next(iter(optimizers.values())).param_groups[0]["lr"]}
-                record.update({k: v / max(step - interval_first, 1) for k, v in sums.items()})
-                record["images_per_s"] = interval_images / max(elapsed, 1e-9)
-                record["global_batch"] = per_step
-                record["skipped_images"] = len(skipped)
-                append_jsonl(run.root / "log.jsonl", record)
-                history.append(record)
-                callbacks.on_log(record)
-            if step % config.log_every == 0 or step == total_steps:
-                sums, interval_images = {}, 0
-                interval_start, interval_first = time.perf_counter(), step
-            if fixed is not None and (step % config.sample_every == 0 or step == total_steps):
-                picture = task.sample(fixed)
-                if picture is not None:
-                    save_png(run.sample_path(step), picture)
-            epoch_end = config.epochs and step % steps_per_epoch == 0
-            if epoch_end or step == total_steps or (
-                not config.epochs and step % config.save_every == 0
-            ):
-                validate(step)
-            if step % config.save_every == 0 or step == total_steps or epoch_end:
-                saved = save(step)
-                if saved is not None:
-                    curve = loss_curve([r for r in history if "loss" in r])
-                    save_png(run.root / "loss.png", curve)
-                    callbacks.on_message(f"saved {saved}")
-            if step >= total_steps:
-                break
-    except KeyboardInterrupt:
-        path = save(step)
-        raise TrainingInterrupted(step, path or run.checkpoints) from None
+                if ctx.is_main and (step % config.log_every == 0 or step == total_steps):
+                    elapsed = time.perf_counter() - interval_start
+                    record = {
+                        "step": step,
+                        "lr": next(iter(optimizers.values())).param_groups[0]["lr"],
+                    }
+                    record.update({k: v / max(step - interval_first, 1) for k, v in sums.items()})
+                    record["images_per_s"] = interval_images / max(elapsed, 1e-9)
+                    record["global_batch"] = per_step
+                    record["skipped_images"] = len(skipped)
+                    append_jsonl(run.root / "log.jsonl", record)
+                    history.append(record)
+                    callbacks.on_log(record)
+                if step % config.log_every == 0 or step == total_steps:
+                    sums, interval_images = {}, 0
+                    interval_start, interval_first = time.perf_counter(), step
+                if fixed is not None and (step % config.sample_every == 0 or step == total_steps):
+                    picture = task.sample(fixed)
+                    if picture is not None:
+                        save_png(run.sample_path(step), picture)
+                epoch_end = config.epochs and step % steps_per_epoch == 0
+                if (
+                    epoch_end
+                    or step == total_steps
+                    or (not config.epochs and step % config.save_every == 0)
+                ):
+                    validate(step)
+                if step % config.save_every == 0 or step == total_steps or epoch_end:
+                    saved, last_saved = save(step), step
+                    if saved is not None:
+                        curve = loss_curve([r for r in history if "loss" in r])
+                        save_png(run.root / "loss.png", curve)
+                        callbacks.on_message(f"saved {saved}")
+                if stopping and step < total_steps:
+                    if last_saved != step:
+                        save(step)
+                    why = f"stopped by {stop.requested or 'a signal on another rank'}"
+                    raise TrainingInterrupted(step, run.model_path(step), why)
+                if step >= total_steps:
+                    break
+    except KeyboardInterrupt:  # a second signal: stop now, save nothing half-done
+        raise TrainingInterrupted(step, None, "interrupted twice") from None
     return {
         "step": step,
         "checkpoint": str(run.last),

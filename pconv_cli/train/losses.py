@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pconv_cli.errors import PconvError
 from pconv_cli.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 
 __all__ = [
@@ -41,7 +42,7 @@ _VGG16_CONVS = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128),
                 10: (128, 256), 12: (256, 256), 14: (256, 256)}  # fmt: skip
 
 
-class VGGWeightsError(RuntimeError):
+class VGGWeightsError(PconvError, RuntimeError):
     """VGG16 weights are needed but cannot be had (one-line message for the CLI)."""
 
 

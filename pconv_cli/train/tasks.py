@@ -169,8 +169,10 @@ class Task:
         """Training items, indexed by ``(index, position)`` keys of the sample stream."""
         raise NotImplementedError
 
-    def collate(self, items: list[dict]) -> dict:
-        """A batch from items (the DataLoader's ``collate_fn``)."""
+    @staticmethod
+    def collate(items: list[dict]) -> dict:
+        """A batch from items (the DataLoader's ``collate_fn``: a static method, so data loader
+        processes receive the function, never the task and what it holds)."""
         return collate(items)
 
     def describe_data(self) -> str:
@@ -577,7 +579,8 @@ class ClassifyTask(Task):
         if find_classes(root / "train") != find_classes(root / "val"):
             raise DataError(f"{root}/train and {root}/val have different class folders")
 
-    def collate(self, items: list[dict]) -> dict:
+    @staticmethod
+    def collate(items: list[dict]) -> dict:
         from pconv_cli.data.classification import collate_labelled
 
         return collate_labelled(items)
