@@ -18,8 +18,8 @@ is; pconv then keeps the known pixels of the input).
 
 He runs a batch of two copies of the image (for BatchNorm; in eval mode the copies do not
 interact), and so does pconv: a batch of one changes the convolutions' rounding, which
-the truncation to uint8 turns into a grey level in a few pixels. OpenCV is used when installed, else the torch equivalent (within one
-grey level: :mod:`pconv_cli.data.resize`).
+the truncation to uint8 turns into a grey level in a few pixels. OpenCV is used when
+installed, else the torch equivalent (within one grey level: :mod:`pconv_cli.data.resize`).
 """
 
 from __future__ import annotations
