@@ -39,6 +39,22 @@ def atomic_write(
     return path
 
 
+def is_own_temporary(path: Path) -> bool:
+    """Whether ``path`` is named like a temporary of :func:`atomic_write` (``.NAME.XXXX.tmp``)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp") and path.name.count(".") >= 3
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporaries :func:`atomic_write` left in ``folder`` (not below) when its
+    process was killed; only call this while no other process writes there. Returns them."""
+    removed = []
+    for path in sorted(Path(folder).glob(".*.tmp")):
+        if path.is_file() and is_own_temporary(path):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def writable_problem(path: str | os.PathLike[str]) -> str | None:
     """Why ``path`` could not be written (one line), or None if it can.
 

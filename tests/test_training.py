@@ -1,5 +1,7 @@
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -121,20 +123,23 @@ def test_exact_resume(tmp_path):
 
 
 class _InterruptAt(TrainCallbacks):
+    """Sends this process SIGINT (Ctrl-C) once step ``step`` is done."""
+
     def __init__(self, step):
         self.step = step
 
     def on_step(self, step, loss):
         if step == self.step:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_ctrl_c_saves_and_resume_matches_straight_run(tmp_path):
     train(_config(tmp_path / "straight", steps=12, save_every=100))
-    with pytest.raises(TrainingInterrupted) as info:
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGINT at step 8") as info:
         train(_config(tmp_path / "cut", steps=12, save_every=100), _InterruptAt(7))
-    assert info.value.step == 7
-    assert (tmp_path / "cut" / "checkpoints" / "step-00000007.state.pt").is_file()
+    # the signal came after step 7: the step under way (8) completes on every rank, then a save
+    assert info.value.step == 8
+    assert (tmp_path / "cut" / "checkpoints" / "step-00000008.state.pt").is_file()
     train(resolve_config({"out": str(tmp_path / "cut")}, resume=True))
     _assert_same_weights(_weights(tmp_path / "straight"), _weights(tmp_path / "cut"))
 
@@ -153,8 +158,9 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
         return real_save(path, tensors, metadata)
 
     monkeypatch.setattr(checkpoint, "write_safetensors", dying_save)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(TrainingInterrupted, match="nothing saved") as info:
         train(_config(tmp_path / "run", steps=10, save_every=5))
+    assert info.value.checkpoint is None
     monkeypatch.setattr(checkpoint, "write_safetensors", real_save)
     run = tmp_path / "run"
     leftovers = [p.name for p in run.rglob("*.tmp")]
@@ -303,3 +309,41 @@ def test_finetune_from_an_mmagic_checkpoint(tmp_path):
     assert torch.equal(before["encoder.enc3.bn.running_var"], after["encoder.enc3.bn.running_var"])
     assert torch.equal(before["encoder.enc2.bn.weight"], after["encoder.enc2.bn.weight"])
     assert not torch.equal(before["decoder.dec1.conv.weight"], after["decoder.dec1.conv.weight"])
+
+
+def test_full_disk_during_a_save_is_one_error_and_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch
+):
+    from pconv_cli.train import run_dir
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def full_disk(obj, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the state file of step 10 (step 5's was the first)
+            Path(path).write_bytes(b"partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter "
+                               "failed writing file data/0: file write failed")  # fmt: skip
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(run_dir.torch, "save", full_disk)
+    with pytest.raises(TrainingError, match=r"cannot save the checkpoint of step 10 .*"
+                       r"file write failed; step 5 is intact$"):  # fmt: skip
+        train(_config(tmp_path / "run", steps=10, save_every=5))
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-00000005.safetensors", "step-00000005.state.pt"
+    ]
+    assert read_checkpoint(run / "last.safetensors").metadata["step"] == "5"
+
+
+def test_stale_temporaries_of_a_killed_save_go_on_the_next_start(tmp_path):
+    train(_config(tmp_path / "run", steps=4, save_every=2))
+    stale = tmp_path / "run" / "checkpoints" / ".step-00000006.safetensors.k3j2h1.tmp"
+    stale.write_bytes(b"x" * 1000)
+    foreign = tmp_path / "run" / "checkpoints" / "notes.tmp"  # not of pconv's naming: kept
+    foreign.write_text("mine")
+    train(resolve_config({"out": str(tmp_path / "run"), "steps": 6}, resume=True))
+    assert not stale.exists()
+    assert foreign.read_text() == "mine"

@@ -16,15 +16,18 @@ import typer
 __all__ = ["RichProgress", "run_training"]
 
 
-def run_training(overrides: dict[str, Any], *, resume: bool, finetune: bool = False) -> None:
-    """Resolve the options, train (here or in launched workers) and report, for any task."""
+def run_training(
+    overrides: dict[str, Any], *, resume: bool, finetune: bool = False, command: str = "pconv train"
+) -> None:
+    """Resolve the options, train (here or in launched workers) and report, for any task;
+    ``command`` is what the user types to resume (named in hints)."""
     from rich.console import Console
     from rich.markup import escape
 
-    from pconv_cli.errors import PconvError, UsageError
+    from pconv_cli.errors import Interrupted, PconvError
     from pconv_cli.train.config import ignored_on_resume, resolve_config
     from pconv_cli.train.distributed import LaunchError
-    from pconv_cli.train.loop import TrainingInterrupted, train
+    from pconv_cli.train.loop import train
 
     console = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line
     out = overrides["out"]
@@ -41,21 +44,18 @@ def run_training(overrides: dict[str, Any], *, resume: bool, finetune: bool = Fa
         else:
             with RichProgress(console) as progress:
                 summary = train(config, progress)
-    except TrainingInterrupted as exc:
+    except Interrupted as exc:  # Ctrl-C or SIGTERM, in this process or in launched workers
         console.print(
             f"[yellow]{escape(str(exc))}[/]; continue with: "
-            f"pconv train --out {escape(out)} --resume",
+            f"{command} --out {escape(out)} --resume",
             highlight=False,
         )
         raise typer.Exit(130) from None
-    except UsageError as exc:
-        console.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
     except PconvError as exc:
         console.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
         if isinstance(exc, LaunchError) and any(Path(out).glob("checkpoints/*")):
-            console.print(f"resume with: pconv train --out {escape(out)} --resume")
-        raise typer.Exit(1) from None
+            console.print(f"resume with: {command} --out {escape(out)} --resume")
+        raise typer.Exit(exc.exit_code) from None
     if int(os.environ.get("RANK", 0)) == 0:
         console.print(
             f"[green]done[/]: step {summary['step']}, weights in {summary['checkpoint']}"

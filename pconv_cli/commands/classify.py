@@ -199,7 +199,7 @@ def train_command(
     )  # fmt: skip
     if not resume:
         _check_classifier(arch)
-    run_training(overrides, resume=resume)
+    run_training(overrides, resume=resume, command="pconv classify train")
 
 
 def _check_classifier(arch: str) -> None:

@@ -191,7 +191,7 @@ def launch(entrypoint: Callable[..., Any], args: tuple, *, processes: int) -> An
                 )  # fmt: skip
                 workers.append(_Worker(rank, process, folder / f"error-{rank}.json"))
                 signals.workers = workers
-            _wait(workers, signals)
+            _wait(workers)
         return _outcome(workers, folder, signalled=signals.count > 0)
     finally:
         _kill_sessions(workers)
@@ -226,11 +226,13 @@ class _SignalForwarder:
             _kill_sessions(self.workers)
 
 
-def _wait(workers: list[_Worker], signals: _SignalForwarder) -> None:
+def _wait(workers: list[_Worker]) -> None:
     """Until every worker has exited; a failure gives the others a short grace, then kills."""
     failed_at: float | None = None
-    while any(w.process.poll() is None for w in workers):
-        codes = [w.process.returncode for w in workers]
+    while True:
+        codes = [w.process.poll() for w in workers]  # every worker, so each exit is seen
+        if all(code is not None for code in codes):
+            return
         if failed_at is None and any(c not in (None, 0, 130) for c in codes):
             failed_at = time.monotonic()
             for worker in workers:

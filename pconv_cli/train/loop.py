@@ -15,6 +15,7 @@ the number of processes, and a resumed run continues exactly.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import os
@@ -245,7 +246,9 @@ def train(config: TrainConfig, callbacks: TrainCallbacks | None = None) -> dict[
     device = _training_device(config, ctx)
     created_group = init_process_group(ctx, device)
     try:
-        return _train(config, callbacks if ctx.is_main else None, device, ctx)
+        # rank 0 holds the run directory's lock: one run writes one --out at a time
+        with RunDir(Path(config.out)).lock() if ctx.is_main else contextlib.nullcontext():
+            return _train(config, callbacks if ctx.is_main else None, device, ctx)
     finally:
         if created_group:
             dist.destroy_process_group()

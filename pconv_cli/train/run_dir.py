@@ -20,8 +20,10 @@ pair that reads back.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pconv_cli.files import atomic_write
+from pconv_cli.files import atomic_write, remove_stale_temporaries
 from pconv_cli.train.config import TrainingError
 from pconv_cli.weights.checkpoint import load_state_dict_strict, read_checkpoint, save_checkpoint
 
@@ -54,6 +56,38 @@ class RunDir:
     def best(self) -> Path:
         """The model with the best validation metric so far (tasks that validate)."""
         return self.root / "best.safetensors"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``RUN/.lock`` (an advisory ``flock``) while a run writes here: a second
+        ``pconv train --out RUN`` fails at once instead of writing the same run. The lock
+        goes with the process, however it ends. Temporaries a killed run left are removed."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            yield
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = (self.root / ".lock").open("a+")
+        try:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                owner = handle.read().strip() or "?"
+                raise TrainingError(
+                    f"{self.root} is being written by another pconv run (pid {owner}); "
+                    "wait for it to end or choose another --out"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            for folder in (self.root, self.checkpoints, self.root / "samples"):
+                remove_stale_temporaries(folder)
+            yield
+        finally:
+            handle.close()
 
     def save_best(self, model: nn.Module, **metadata: Any) -> Path:
         """Write ``best.safetensors`` (the model only), atomically."""
@@ -97,10 +131,20 @@ class RunDir:
         the newest ``keep_last`` are deleted.
         """
         step = state["step"]
-        atomic_write(self.state_path(step), lambda tmp: torch.save(state, tmp))
         extra = {name: module for name, module in modules.items() if name != primary}
-        path = save_checkpoint(self.model_path(step), model, extra_modules=extra, **metadata)
-        save_checkpoint(self.last, model, extra_modules=extra, **metadata)
+        try:
+            atomic_write(self.state_path(step), lambda tmp: torch.save(state, tmp))
+            path = save_checkpoint(self.model_path(step), model, extra_modules=extra, **metadata)
+            save_checkpoint(self.last, model, extra_modules=extra, **metadata)
+        except (OSError, RuntimeError) as exc:  # full disk: torch's zip writer: RuntimeError
+            if not self.model_path(step).is_file():  # no half pair for resume to trip on
+                self.state_path(step).unlink(missing_ok=True)
+            older = [s for s in self.saved_steps() if s != step]
+            kept = f"; step {older[0]} is intact" if older else ""
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            raise TrainingError(
+                f"cannot save the checkpoint of step {step} in {self.checkpoints}: {reason}{kept}"
+            ) from None
         for old in self.saved_steps()[keep_last:]:
             self.state_path(old).unlink(missing_ok=True)
             self.model_path(old).unlink(missing_ok=True)
