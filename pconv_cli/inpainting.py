@@ -20,7 +20,9 @@ Strategies (``strategy=``):
 - ``resize``: when the long side exceeds ``resize_limit``, the image is shrunk to
   it (a pixel that is partly hole counts as hole), inpainted, composited, scaled
   back up (bicubic) and only the hole pixels are pasted.
-- ``auto``: ``crop`` when the long side exceeds ``crop_trigger``, else ``full``.
+- ``auto``: ``crop`` when the long side exceeds ``crop_trigger``, else ``full``; a model
+  may name the strategy ``auto`` means for it (``model.auto_strategy``, e.g. ``full`` for
+  a model whose forward works around the holes its own way at any size).
 """
 
 from __future__ import annotations
@@ -294,6 +296,8 @@ def inpaint_image(
     if hole.shape != image.shape[:2]:
         raise ValueError(f"hole {hole.shape} does not match image {image.shape[:2]}")
     hole = hole.astype(bool, copy=False)
+    if strategy == "auto":
+        strategy = getattr(model, "auto_strategy", None) or strategy
     strategy = choose_strategy(strategy, hole.shape, crop_trigger=crop_trigger)
     result = image.copy()
     if not hole.any():

@@ -118,7 +118,8 @@ OPTIONS: tuple[_Option, ...] = (
         "--arch", panel=_PANEL_MODEL, metavar=_ARCHES,
         help="Model family: "
         + ", ".join(f"{n} ({what})" for f in _FAMILIES for n, what in f.families.items())
-        + f", or any registered family. [default: {DEFAULT_FAMILY}]",
+        + ", or any registered family with a training task (inference-only families are "
+        f"refused). [default: {DEFAULT_FAMILY}]",
     ), finetune=False),
     _Option("size", int, _opt(
         "--size", panel=_PANEL_DATA, min=8,

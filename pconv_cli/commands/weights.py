@@ -67,7 +67,8 @@ def list_command() -> None:
         elif entry.sha256_prefix:
             where = f"{entry.url} (sha256 {entry.sha256_prefix}...)"
         else:
-            where = f"{entry.url} (no published hash: not checked)"
+            source = entry.url or f"download {entry.filename} by hand from {entry.download_page}"
+            where = f"{source} (no published hash: not checked)"
         console.print(f"  {escape(where)}; {escape(entry.license)}", soft_wrap=True)
         if entry.recipe:
             console.print(f"  recipe: {escape(entry.recipe)}", soft_wrap=True)

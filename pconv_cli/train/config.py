@@ -250,6 +250,11 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
             f"--arch {arch} conflicts with --init {overrides['init']} "
             f"(a {init_weights.family} model)"
         )
+    if family.task is None:
+        raise UsageError(
+            f"{family.name} is inference only: pconv has no training task for it (use it "
+            "with pconv inpaint, eval and serve)"
+        )
     task = get_task(family.task)
     if finetune:
         overrides = {**overrides, "stage": task.finetune_stage}

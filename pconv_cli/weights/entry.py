@@ -21,7 +21,9 @@ class WeightsEntry:
     ``metrics`` maps an evaluation set to the publisher's scores. ``bundled`` names
     a file in ``pconv_cli/weights/bundled/`` (no URL; ``sha256_prefix`` is then the
     whole digest); ``recipe`` says how it was made, ``data_sha256`` identifies its
-    training data (the sha256 of the data set's SHA256SUMS file).
+    training data (the sha256 of the data set's SHA256SUMS file). ``file_name`` is the
+    file's name in the cache when the URL does not end with it (e.g. a Google Drive
+    link); an entry with no ``url`` is downloaded by hand from ``download_page``.
     """
 
     name: str
@@ -42,8 +44,10 @@ class WeightsEntry:
     bundled: str | None = None
     recipe: str = ""
     data_sha256: str = ""
+    file_name: str | None = None
+    download_page: str = ""
 
     @property
     def filename(self) -> str:
-        """The file name: the bundled file's, or the URL's last component (in the hub cache)."""
-        return self.bundled or self.url.rsplit("/", 1)[-1]
+        """The file name: the bundled file's, ``file_name``, or the URL's last component."""
+        return self.bundled or self.file_name or self.url.rsplit("/", 1)[-1]

@@ -22,20 +22,21 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from pconv_cli.models.families import load_families
 from pconv_cli.models.registry import ModelError, make_config
-from pconv_cli.weights.checkpoint import (
-    CHECKPOINT_FORMAT,
-    Weights,
-    read_checkpoint,
-    read_safetensors,
-)
 from pconv_cli.weights.errors import WeightsError
+
+if TYPE_CHECKING:
+    from pconv_cli.weights.checkpoint import Weights
+
+# pconv_cli.weights.checkpoint is imported inside the functions: it imports the model
+# registry, whose package imports the families, and a family package registers its
+# converters here, so this module must load without it (no import cycle).
 
 __all__ = [
     "Converter",
@@ -205,6 +206,8 @@ def read_state_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
     A ``state_dict``/``model`` wrapper and a DataParallel ``module.`` prefix are removed.
     """
+    from pconv_cli.weights.checkpoint import read_safetensors
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -215,6 +218,8 @@ def read_state_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
 def convert_state(state: dict[str, Tensor], format_name: str, *, source: str) -> Weights:
     """Convert ``state`` with converter ``format_name`` into :class:`Weights`."""
+    from pconv_cli.weights.checkpoint import Weights
+
     converter = get_converter(format_name)
     converted, family, options = converter.convert(state)
     try:
@@ -233,6 +238,8 @@ def read_weights_file(path: str | os.PathLike[str]) -> Weights:
     The format is recognised by the contents (see the module docstring);
     ``metadata["source_format"]`` names it.
     """
+    from pconv_cli.weights.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, read_safetensors
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")

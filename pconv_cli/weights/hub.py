@@ -75,6 +75,12 @@ def fetch_weights(entry: WeightsEntry, *, progress: bool = True) -> Path:
             f"{entry.name}: the bundled file {path} is missing from this installation; "
             "reinstall pconv"
         )
+    if not entry.url:
+        raise WeightsError(
+            f"{entry.name} cannot be downloaded automatically: download {entry.filename} from "
+            f"{entry.download_page or entry.homepage} and either put it at {path} or pass "
+            "--weights PATH_TO_THE_FILE"
+        )
     return download_to_cache(
         entry.name,
         entry.url,
