@@ -28,6 +28,7 @@ from pconv_cli.models import pconv_unet as _pconv_unet  # noqa: F401
 from pconv_cli.models import unet as _unet  # noqa: F401
 from pconv_cli.models import deepfillv2 as _deepfillv2  # noqa: F401
 from pconv_cli.models import classifiers as _classifiers  # noqa: F401
+from pconv_cli.models import lama as _lama  # noqa: F401
 # isort: on
 
 __all__ = [
