@@ -151,8 +151,9 @@ class FFC(nn.Module):
         self.convl2l = conv(in_l, out_l) if in_l and out_l else None
         self.convl2g = conv(in_l, out_g) if in_l and out_g else None
         self.convg2l = conv(in_g, out_l) if in_g and out_l else None
-        spectral = in_g and out_g
-        self.convg2g = SpectralTransform(in_g, out_g, stride, enable_lfu=enable_lfu) if spectral else None
+        self.convg2g = None
+        if in_g and out_g:
+            self.convg2g = SpectralTransform(in_g, out_g, stride, enable_lfu=enable_lfu)
 
     def forward(self, x: Pair) -> Pair:
         x_l, x_g = x
