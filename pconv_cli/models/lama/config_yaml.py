@@ -18,8 +18,17 @@ from typing import Any
 
 __all__ = ["parse_yaml", "resolve"]
 
+# PyYAML's YAML 1.1 resolvers (sexagesimal numbers aside): "1e-3" has no dot, so it is text
 _INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
-_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?")
+_INT_BASE = re.compile(r"[-+]?0(b[01_]+|x[0-9a-fA-F_]+|[0-7_]+)")
+_FLOAT = re.compile(
+    r"[-+]?([0-9][0-9_]*)\.[0-9_]*([eE][-+][0-9]+)?|\.[0-9][0-9_]*([eE][-+][0-9]+)?"
+)
+_SPECIAL_FLOATS = {
+    f"{sign}.{word}": float(f"{sign}inf")
+    for sign in ("", "+", "-")
+    for word in ("inf", "Inf", "INF")
+} | {f".{word}": float("nan") for word in ("nan", "NaN", "NAN")}
 _TRUE = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"}  # YAML 1.1, as PyYAML
 _FALSE = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"}
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
@@ -27,10 +36,14 @@ _REFERENCE = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
 
 def _strip_comment(text: str) -> str:
     """``text`` without a trailing ``# comment`` (outside quotes)."""
-    quote = None
+    quote, skip = None, False
     for i, char in enumerate(text):
-        if quote:
-            if char == quote:
+        if skip:
+            skip = False
+        elif quote:
+            if char == quote == "'" and text[i + 1 : i + 2] == "'":
+                skip = True  # '' inside single quotes
+            elif char == quote:
                 quote = None
         elif char in "'\"" and (i == 0 or text[i - 1] in " [{,:"):
             quote = char
@@ -53,6 +66,8 @@ def _scalar(text: str, line: int) -> Any:
         return [_scalar(item, line) for item in inner.split(",")] if inner else []
     if text == "{}":
         return {}
+    if text[:1] in ("[", "{"):
+        raise ValueError(f"line {line}: unsupported flow collection {text!r}")
     if text in ("", "~", "null", "Null", "NULL"):
         return None
     if text in _TRUE:
@@ -61,10 +76,15 @@ def _scalar(text: str, line: int) -> Any:
         return False
     if _INT.fullmatch(text):
         return int(text.replace("_", ""))
-    if _FLOAT.fullmatch(text) and any(c.isdigit() for c in text):
+    if _INT_BASE.fullmatch(text):
+        digits = text.replace("_", "")
+        sign, digits = (-1, digits[1:]) if digits[0] == "-" else (1, digits.lstrip("+"))
+        base = {"b": 2, "x": 16}.get(digits[1:2], 8)
+        return sign * int(digits[2:] if base != 8 else digits[1:], base)
+    if _FLOAT.fullmatch(text):
         return float(text.replace("_", ""))
-    if text.lower() in (".inf", "+.inf", "-.inf", ".nan"):
-        return float(text.replace(".", ""))
+    if text in _SPECIAL_FLOATS:
+        return _SPECIAL_FLOATS[text]
     return text
 
 

@@ -43,7 +43,7 @@ class FourierUnit(nn.Module):
 
     The ``in_channels`` complex channels enter ``conv_layer`` as ``2*in_channels`` real
     ones, real and imaginary part of channel ``c`` at ``2c`` and ``2c+1``. The FFT runs in
-    float32 whatever the input dtype (torch has no bf16 FFT).
+    float32 for half-precision inputs (torch has no bf16 FFT), else in the input's dtype.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, fft_norm: str = "ortho"):
@@ -55,7 +55,8 @@ class FourierUnit(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n, _, height, width = x.shape
-        spectrum = torch.fft.rfftn(x.float(), dim=(-2, -1), norm=self.fft_norm)
+        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        spectrum = torch.fft.rfftn(x.to(dtype), dim=(-2, -1), norm=self.fft_norm)
         # (n, c, h, w/2+1) complex -> (n, 2c, h, w/2+1) real: one copy (LaMa: stack + contiguous)
         real = torch.view_as_real(spectrum).permute(0, 1, 4, 2, 3).reshape(n, -1, height,
                                                                            spectrum.shape[-1])
@@ -63,9 +64,9 @@ class FourierUnit(nn.Module):
         real = self.relu(self.bn(self.conv_layer(real)))
         half = real.view(n, -1, 2, height, real.shape[-1]).permute(0, 1, 3, 4, 2)
         del real
-        # one copy into (n, c, h, w/2+1, 2) float32 (LaMa: contiguous + torch.complex)
-        half = torch.empty_like(half, dtype=torch.float32, memory_format=torch.contiguous_format)\
-            .copy_(half)
+        # one copy into (n, c, h, w/2+1, 2) (LaMa: contiguous, then torch.complex)
+        out = torch.empty_like(half, dtype=dtype, memory_format=torch.contiguous_format)
+        half = out.copy_(half)
         return torch.fft.irfftn(
             torch.view_as_complex(half), s=(height, width), dim=(-2, -1), norm=self.fft_norm
         )

@@ -241,8 +241,10 @@ def _load_checkpoint(file: Path, source: str) -> Mapping[str, Any]:
         ) from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         raise WeightsError(f"{source} is truncated or corrupt ({exc})") from None
-    if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
-        raise WeightsError(f"{source} is not a Lightning checkpoint (no state_dict)")
+    if not isinstance(checkpoint, Mapping):
+        raise WeightsError(f"{source} holds a {type(checkpoint).__name__}, not a checkpoint")
+    if not isinstance(checkpoint.get("state_dict"), Mapping):  # a bare state dict
+        checkpoint = {"state_dict": checkpoint}
     return checkpoint
 
 
