@@ -263,3 +263,102 @@ def zip_release(folder: Path, path: Path) -> Path:
             if file.is_file():
                 archive.write(file, f"{folder.name}/{file.relative_to(folder)}")
     return path
+
+
+# --------------------------------------------------------------------------- the losses
+
+
+def lama_generator_loss(pred, image, hole, discriminator, *, weight_known=10.0,
+                        weight_missing=0.0, adversarial=10.0, feature_matching=100.0):  # fmt: skip
+    """LaMa's ``DefaultInpaintingTrainingModule.generator_loss`` without ResNetPL: masked L1
+    (``masked_l1_loss``), ``NonSaturatingWithR1.generator_loss``, ``feature_matching_loss``."""
+    pixel_weights = hole * weight_missing + (1 - hole) * weight_known
+    l1 = (pixel_weights * (pred - image).abs()).mean()
+    _, real_features = discriminator(image)
+    fake_scores, fake_features = discriminator(pred)
+    adv = F.softplus(-fake_scores).mean() * adversarial
+    pairs = zip(fake_features, real_features, strict=True)
+    fm = torch.stack([F.mse_loss(f, r) for f, r in pairs]).mean()
+    return l1 + adv + fm * feature_matching
+
+
+def finite_difference_r1(discriminator, real, step=1e-6):
+    """``mean_n ||d sum(D(real_n)) / d real_n||^2`` by central differences (float64), for a
+    discriminator whose samples do not interact (eval mode): every perturbed copy of a
+    sample goes through one batched forward."""
+    total = 0.0
+    for sample in real.detach():
+        count = sample.numel()
+        eye = torch.eye(count, dtype=sample.dtype).view(count, *sample.shape) * step
+        with torch.no_grad():
+            up = discriminator(sample + eye)[0].flatten(1).sum(1)
+            down = discriminator(sample - eye)[0].flatten(1).sum(1)
+        total = total + ((up - down) / (2 * step)).pow(2).sum()
+    return total / real.shape[0]
+
+
+def autograd_r1(discriminator, real):
+    """The same penalty through autograd (for discriminators in training mode)."""
+    real = real.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(real)[0].sum(), real)
+    return grad.view(real.shape[0], -1).pow(2).sum(1).mean()
+
+
+def lama_discriminator_loss(image, pred, hole, discriminator, *, gp_coef=0.001):
+    """LaMa's ``NonSaturatingWithR1.discriminator_loss`` with ``mask_as_fake_target``; the R1
+    gradient by finite differences (a discriminator in eval mode) or autograd (training)."""
+    real_scores, _ = discriminator(image)
+    fake_scores, _ = discriminator(pred)
+    r1 = autograd_r1 if discriminator.training else finite_difference_r1
+    penalty = r1(discriminator, image) * gp_coef
+    mask = F.interpolate(hole, size=fake_scores.shape[-2:], mode="nearest")
+    fake = F.softplus(fake_scores) * mask + (1 - mask) * F.softplus(-fake_scores)
+    return (F.softplus(-real_scores) + penalty + fake).mean()
+
+
+def _bn_batch(x, sd, prefix, eps=1e-5):
+    """BatchNorm with the batch's statistics (training mode, biased variance)."""
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    shape = (1, -1, 1, 1)
+    return (x - mean) / torch.sqrt(var + eps) * sd[f"{prefix}.weight"].view(shape) + sd[
+        f"{prefix}.bias"
+    ].view(shape)
+
+
+def reference_resnet50_dilated(state: dict, x: torch.Tensor) -> list[torch.Tensor]:
+    """CSAIL's ResnetDilated(resnet50, dilate_scale=8) from its state dict, BN on batch
+    statistics: a ResNet-50 whose layer3/layer4 convolutions lose their stride 2 (a 3x3 one
+    then gets dilation dilate/2) and whose other 3x3 convolutions get dilation ``dilate``
+    (2 for layer3, 4 for layer4)."""
+    sd = {k: v.double() for k, v in state.items()}
+    x = x.double()
+    for i, stride in ((1, 2), (2, 1), (3, 1)):
+        x = torch.relu(_bn_batch(F.conv2d(x, sd[f"conv{i}.weight"], stride=stride, padding=1),
+                                 sd, f"bn{i}"))  # fmt: skip
+    x = F.max_pool2d(x, 3, stride=2, padding=1)
+    features = []
+    for layer, blocks, dilate in ((1, 3, 1), (2, 4, 1), (3, 6, 2), (4, 3, 4)):
+        for b in range(blocks):
+            p = f"layer{layer}.{b}"
+            base_stride = 2 if (b == 0 and layer > 1) else 1
+            if dilate == 1:
+                stride, dilation = base_stride, 1
+            elif base_stride == 2:
+                stride, dilation = 1, dilate // 2
+            else:
+                stride, dilation = 1, dilate
+            out = torch.relu(_bn_batch(F.conv2d(x, sd[f"{p}.conv1.weight"]), sd, f"{p}.bn1"))
+            out = F.conv2d(out, sd[f"{p}.conv2.weight"], stride=stride, padding=dilation,
+                           dilation=dilation)  # fmt: skip
+            out = torch.relu(_bn_batch(out, sd, f"{p}.bn2"))
+            out = _bn_batch(F.conv2d(out, sd[f"{p}.conv3.weight"]), sd, f"{p}.bn3")
+            if f"{p}.downsample.0.weight" in sd:
+                short = F.conv2d(x, sd[f"{p}.downsample.0.weight"],
+                                 stride=base_stride if dilate == 1 else 1)  # fmt: skip
+                short = _bn_batch(short, sd, f"{p}.downsample.1")
+            else:
+                short = x
+            x = torch.relu(out + short)
+        features.append(x)
+    return features

@@ -38,6 +38,7 @@ __all__ = [
     "plugin_modules",
     "register_model",
     "register_resolver",
+    "task_modules_of",
 ]
 
 PLUGIN_GROUP = "pconv_cli.plugins"
@@ -54,7 +55,9 @@ class ModelFamily:
     - ``build(config) -> nn.Module``: the model (for ``kind="inpainting"`` an
       :class:`~pconv_cli.models.inpainting.InpaintingModel`).
     - ``config``: the dataclass of the builder's options (JSON-serialisable fields).
-    - ``task``: name of the training task in :mod:`pconv_cli.train.tasks`.
+    - ``task``: name of the training task in :mod:`pconv_cli.train.tasks`;
+      ``task_module``: the module that registers it, imported when the task is first
+      needed (so a family package need not import the training code when it registers).
     - ``training_modules``: builders ``config -> nn.Module`` of the other networks
       training needs (e.g. ``{"discriminator": ...}``), saved beside the model.
     - ``defaults``: config values the family fixes (e.g. the torchvision ``arch`` of a
@@ -72,6 +75,7 @@ class ModelFamily:
     description: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     build_options: tuple[str, ...] = ()
+    task_module: str | None = None
 
     @property
     def module(self) -> str:
@@ -96,6 +100,7 @@ def register_model(
     description: str = "",
     defaults: Mapping[str, Any] | None = None,
     build_options: tuple[str, ...] = (),
+    task_module: str | None = None,
 ) -> Callable[[Callable[[Any], nn.Module]], Callable[[Any], nn.Module]]:
     """Decorator registering ``builder(config) -> nn.Module`` as family ``name``.
 
@@ -116,6 +121,7 @@ def register_model(
             description=description or (builder.__doc__ or "").strip().split("\n")[0],
             defaults=dict(defaults or {}),
             build_options=tuple(build_options),
+            task_module=task_module,
         )
         _FAMILIES[name] = family
         for alias in aliases:
@@ -179,6 +185,11 @@ def list_models(kind: str | None = None, *, include_resolvable: bool = True) -> 
         for _, resolvable, _ in _RESOLVERS:
             names += [name for name in resolvable() if name not in names]
     return names
+
+
+def task_modules_of(task: str) -> list[str]:
+    """The ``task_module`` of every family trained by ``task`` (imported to register it)."""
+    return sorted({f.task_module for f in _FAMILIES.values() if f.task == task and f.task_module})
 
 
 def plugin_modules() -> list[str]:

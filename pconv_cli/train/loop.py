@@ -342,7 +342,7 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
             for group in optimizer.param_groups:
-                group["lr"] = config.lr
+                group["lr"] = config.lr * group.get("lr_scale", 1.0)
         for name, scaler in scalers.items():
             if state.get("scalers", {}).get(name):
                 scaler.load_state_dict(state["scalers"][name])
@@ -441,8 +441,8 @@ def _train(config: TrainConfig, callbacks, device: torch.device, ctx: DistContex
                     callbacks.on_message(f"skipped unreadable image {path} ({len(skipped)} so far)")
             lr = config.lr * config.lr_factor(step, steps_per_epoch, total_steps)
             for optimizer in optimizers.values():
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                for group in optimizer.param_groups:  # lr_scale: a task's ratio to --lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
             context = StepContext(
                 modules=wrapped, optimizers=optimizers, scalers=scalers, device=device,
                 amp_dtype=amp_dtype, memory_format=memory_format, step=step + 1,

@@ -28,10 +28,13 @@ from pconv_cli.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 __all__ = [
     "InpaintingLoss",
     "LossWeights",
+    "NonSaturatingR1",
     "VGG16Features",
     "VGGWeightsError",
+    "feature_matching_loss",
     "gram_matrix",
     "load_vgg16_features",
+    "r1_penalty",
     "total_variation",
 ]
 
@@ -232,3 +235,68 @@ class InpaintingLoss(nn.Module):
             total = total + w.perceptual * (terms["perceptual_out"] + terms["perceptual_comp"])
             total = total + w.style * (terms["style_out"] + terms["style_comp"])
         return total, {k: v.detach() for k, v in terms.items()}
+
+
+# --------------------------------------------------------------------------- GAN losses
+
+
+def _wide(x: Tensor) -> Tensor:
+    """``x`` in float32 at least (half precision widened; float64 kept)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def r1_penalty(real_scores: Tensor, real: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): the batch mean of ``||d sum(D(real)) / d real||^2``.
+
+    ``real`` must require grad and ``real_scores`` be computed from it; the gradient
+    keeps its graph, so the penalty trains the discriminator. Computed in float32 at least.
+    """
+    (grad,) = torch.autograd.grad(_wide(real_scores).sum(), real, create_graph=True)
+    return (_wide(grad).reshape(grad.shape[0], -1).norm(2, dim=1) ** 2).mean()
+
+
+def feature_matching_loss(fake: list[Tensor], real: list[Tensor]) -> Tensor:
+    """Mean over layers of the MSE between the discriminator's activations on the fake
+    and on the real batch (pix2pixHD, LaMa's ``feature_matching_loss`` without a mask)."""
+    losses = [F.mse_loss(_wide(f), _wide(r)) for f, r in zip(fake, real, strict=True)]
+    return torch.stack(losses).mean()
+
+
+@dataclass(frozen=True)
+class NonSaturatingR1:
+    """The non-saturating GAN loss with an R1 penalty on real images (LaMa's
+    ``NonSaturatingWithR1``); scores are logits, computed in float32 at least.
+
+    - generator: ``mean(softplus(-D(fake)))``;
+    - discriminator: ``mean(softplus(-D(real)) + r1_weight * R1 + fake_term)`` with
+      ``fake_term = softplus(D(fake))``, or, given ``fake_region`` (N, 1, H, W), 1 where the
+      fake differs from a real image (the hole), ``softplus(D(fake))`` there and
+      ``softplus(-D(fake))`` elsewhere: the discriminator learns *where* an image was
+      generated (LaMa's ``mask_as_fake_target``; the region is resized to the score map
+      with nearest neighbour).
+    """
+
+    r1_weight: float = 0.001
+
+    def generator_loss(self, fake_scores: Tensor) -> Tensor:
+        return F.softplus(-_wide(fake_scores)).mean()
+
+    def discriminator_loss(
+        self,
+        real_scores: Tensor,
+        fake_scores: Tensor,
+        real: Tensor,
+        fake_region: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """(loss, {"d_real", "d_fake", "r1"}); ``real`` is the input of ``real_scores``."""
+        real_scores, fake_scores = _wide(real_scores), _wide(fake_scores)
+        real_term = F.softplus(-real_scores)
+        penalty = r1_penalty(real_scores, real) if self.r1_weight else real_scores.new_zeros(())
+        fake_term = F.softplus(fake_scores)
+        if fake_region is not None:
+            region = F.interpolate(fake_region.to(fake_scores.dtype), size=fake_scores.shape[-2:],
+                                   mode="nearest")  # fmt: skip
+            fake_term = fake_term * region + (1 - region) * F.softplus(-fake_scores)
+        loss = (real_term + self.r1_weight * penalty + fake_term).mean()
+        terms = {"d_real": real_term.mean(), "d_fake": fake_term.mean(), "r1": penalty}
+        return loss, {k: v.detach() for k, v in terms.items()}

@@ -20,6 +20,7 @@ def lama_discriminator(config: LamaConfig) -> NLayerDiscriminator:
     FAMILY,
     config=LamaConfig,
     task=FAMILY,
+    task_module="pconv_cli.models.lama.task",
     training_modules={"discriminator": lama_discriminator},
     description="LaMa (Suvorov et al., WACV 2022): fast Fourier convolutions, large holes",
 )
