@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from lama_reference import (
     Payload,
     lightning_checkpoint,
@@ -36,8 +37,9 @@ from typer.testing import CliRunner
 
 from pconv_cli.cli import app
 from pconv_cli.models import build_model
-from pconv_cli.models.lama import LamaConfig, NLayerDiscriminator
+from pconv_cli.models.lama import LamaConfig, NLayerDiscriminator, ffc
 from pconv_cli.models.lama.config_yaml import parse_yaml, resolve
+from pconv_cli.models.lama.ffc import reflect_conv2d
 from pconv_cli.models.lama.network import pad_symmetric
 from pconv_cli.weights import WeightsError, load_model, open_weights, read_checkpoint
 from pconv_cli.weights.safe_pickle import RefusedGlobal, load_restricted
@@ -225,6 +227,37 @@ def test_float32_generator_is_close_to_float64():
         single = model.net.generate(x)
         double = model.net.double().generate(x.double())
     torch.testing.assert_close(single.double(), double, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "channels,kernel,stride,padding,size",
+    [(8, 3, 2, 1, (33, 20)), (8, 3, 2, 1, (32, 21)), (16, 3, 1, 1, (17, 9)),
+     (8, 7, 1, 3, (30, 12))],
+)  # fmt: skip
+def test_banded_reflection_convolutions_are_the_same_floats(
+    channels, kernel, stride, padding, size
+):
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(2, channels, *size, generator=generator)
+    weight = torch.randn(6, channels, kernel, kernel, generator=generator)
+    bias = torch.randn(6, generator=generator)
+    whole = F.conv2d(F.pad(x, (padding,) * 4, mode="reflect"), weight, bias, stride=stride)
+    row = 2 * channels * (size[1] + 2 * padding) * 4
+    for band_rows in (1, 2, 5):
+        banded = reflect_conv2d(x, weight, bias, stride=stride, padding=padding,
+                                band_bytes=row * (kernel + band_rows * stride))  # fmt: skip
+        assert torch.equal(banded, whole)
+
+
+def test_memory_saving_inference_gives_the_same_floats(monkeypatch):
+    """In-place BatchNorm and banded convolutions (no autograd) against plain modules."""
+    model, _ = _tiny_nets(seed=8)
+    x = torch.rand(2, 4, 48, 40)
+    plain = model.net.generate(x.clone().requires_grad_(True)).detach()  # autograd: plain path
+    monkeypatch.setattr(ffc, "BAND_BYTES", 1)  # one output row per band
+    with torch.no_grad():
+        saving = model.net.generate(x)
+    assert torch.equal(saving, plain)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (3, 8), (9, 5), (16, 16), (21, 30)])

@@ -20,11 +20,110 @@ from __future__ import annotations
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FFC", "FFCBNAct", "FFCResnetBlock", "FourierUnit", "SpectralTransform"]
+__all__ = [
+    "BAND_BYTES",
+    "FFC",
+    "BatchNorm2d",
+    "Conv2d",
+    "FFCBNAct",
+    "FFCResnetBlock",
+    "FourierUnit",
+    "SpectralTransform",
+    "no_autograd",
+    "reflect_conv2d",
+]
 
 Pair = tuple[Tensor | None, Tensor | None]
+
+
+BAND_BYTES = 16 << 20
+"""Largest padded band :func:`reflect_conv2d` copies at once (read at call time)."""
+
+
+def no_autograd(*tensors: Tensor | None) -> bool:
+    """True when autograd records nothing for ``tensors`` (so they may be overwritten) and
+    no ``torch.compile`` trace is running (the compiler plans memory itself)."""
+    if torch.compiler.is_compiling():
+        return False
+    if not torch.is_grad_enabled():
+        return True
+    return not any(t is not None and t.requires_grad for t in tensors)
+
+
+def _reflect_rows(start: int, stop: int, size: int, device: torch.device) -> Tensor:
+    """Rows ``start .. stop-1`` of an axis of ``size`` reflected at its ends (no edge repeat)."""
+    index = torch.arange(start, stop, device=device).abs()
+    return torch.where(index >= size, 2 * (size - 1) - index, index)
+
+
+def reflect_conv2d(
+    x: Tensor, weight: Tensor, bias: Tensor | None, *, stride: int, padding: int,
+    band_bytes: int | None = None,
+) -> Tensor:  # fmt: skip
+    """``F.conv2d(F.pad(x, (padding,) * 4, mode="reflect"), weight, bias, stride)`` computed in
+    bands of output rows when the padded input is larger than ``band_bytes`` (default
+    :data:`BAND_BYTES`): the padded copy never exists whole; each output row is the same
+    computation (the same floats, checked in the tests)."""
+    band_bytes = band_bytes or BAND_BYTES
+    n, channels, height, width = x.shape
+    kernel = weight.shape[-2]
+    padded_row = n * channels * (width + 2 * padding) * x.element_size()
+    out_h = (height + 2 * padding - kernel) // stride + 1
+    rows = max(1, (band_bytes // padded_row - kernel) // stride + 1)
+    if rows >= out_h or padding >= height:
+        return F.conv2d(F.pad(x, (padding,) * 4, mode="reflect"), weight, bias, stride=stride)
+    bands = []
+    for top in range(0, out_h, rows):
+        bottom = min(out_h, top + rows)
+        start = top * stride - padding
+        index = _reflect_rows(start, (bottom - 1) * stride - padding + kernel, height, x.device)
+        band = F.pad(x.index_select(2, index), (padding, padding, 0, 0), mode="reflect")
+        bands.append(F.conv2d(band, weight, bias, stride=stride))
+    return torch.cat(bands, 2)
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters) whose reflection-padded form runs in bands of rows
+    without autograd (:func:`reflect_conv2d`): a full-resolution padded copy of the input
+    is what made LaMa's peak memory."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (
+            self.padding_mode == "reflect"
+            and self.dilation == (1, 1)
+            and self.groups == 1
+            and len(set(self.padding)) == 1
+            and self.stride[0] == self.stride[1]
+            and no_autograd(x, self.weight)
+        ):
+            return reflect_conv2d(x, self.weight, self.bias, stride=self.stride[0],
+                                  padding=self.padding[0])  # fmt: skip
+        return super().forward(x)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` (same parameters, buffers and arithmetic) that, in eval mode on the
+    CPU without autograd, normalises its input in place: torch's own kernel writing into
+    its input, so the values are bit for bit those of ``nn.BatchNorm2d``. Inside LaMa's
+    generator every BatchNorm input is a fresh intermediate, so nothing else sees it."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (
+            self.training
+            or x.device.type != "cpu"
+            or self.running_mean is None
+            or not no_autograd(x, self.weight)
+        ):
+            return super().forward(x)
+        empty = x.new_empty(0)
+        torch.native_batch_norm(
+            x, self.weight, self.bias, self.running_mean, self.running_var, False,
+            0.0, self.eps, out=(x, empty, empty.clone()),
+        )  # fmt: skip
+        return x
 
 
 def add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
@@ -33,9 +132,7 @@ def add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
         return b
     if b is None:
         return a
-    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
-        return a + b
-    return a.add_(b)
+    return a.add_(b) if no_autograd(a, b) else a + b
 
 
 class FourierUnit(nn.Module):
@@ -49,7 +146,7 @@ class FourierUnit(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, *, fft_norm: str = "ortho"):
         super().__init__()
         self.conv_layer = nn.Conv2d(in_channels * 2, out_channels * 2, 1, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels * 2)
+        self.bn = BatchNorm2d(out_channels * 2)
         self.relu = nn.ReLU(inplace=True)
         self.fft_norm = fft_norm
 
@@ -87,7 +184,7 @@ class SpectralTransform(nn.Module):
         half = out_channels // 2
         self.downsample = nn.AvgPool2d(2, 2) if stride == 2 else nn.Identity()
         self.conv1 = nn.Sequential(
-            nn.Conv2d(in_channels, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(True)
+            nn.Conv2d(in_channels, half, 1, bias=False), BatchNorm2d(half), nn.ReLU(True)
         )
         self.fu = FourierUnit(half, half)
         self.enable_lfu = enable_lfu
@@ -146,7 +243,7 @@ class FFC(nn.Module):
         self.global_in_num = in_g
         self.ratio_gin, self.ratio_gout = ratio_gin, ratio_gout
         conv = partial(
-            nn.Conv2d, kernel_size=kernel_size, stride=stride, padding=padding,
+            Conv2d, kernel_size=kernel_size, stride=stride, padding=padding,
             dilation=dilation, bias=False, padding_mode=padding_mode,
         )  # fmt: skip
         self.convl2l = conv(in_l, out_l) if in_l and out_l else None
@@ -195,8 +292,8 @@ class FFCBNAct(nn.Module):
             padding=padding, dilation=dilation, enable_lfu=enable_lfu, padding_mode=padding_mode,
         )  # fmt: skip
         global_channels = int(out_channels * ratio_gout)
-        self.bn_l = nn.BatchNorm2d(out_channels - global_channels) if ratio_gout != 1 else None
-        self.bn_g = nn.BatchNorm2d(global_channels) if ratio_gout != 0 else None
+        self.bn_l = BatchNorm2d(out_channels - global_channels) if ratio_gout != 1 else None
+        self.bn_g = BatchNorm2d(global_channels) if ratio_gout != 0 else None
         self.act_l = activation(inplace=True) if ratio_gout != 1 else None
         self.act_g = activation(inplace=True) if ratio_gout != 0 else None
 

@@ -22,7 +22,14 @@ import torch
 from torch import Tensor, nn
 
 from pconv_cli.models.inpainting import check_inputs
-from pconv_cli.models.lama.ffc import FFCBNAct, FFCResnetBlock, Pair
+from pconv_cli.models.lama.ffc import (
+    BatchNorm2d,
+    FFCBNAct,
+    FFCResnetBlock,
+    Pair,
+    no_autograd,
+    reflect_conv2d,
+)
 
 __all__ = [
     "LamaConfig",
@@ -31,7 +38,7 @@ __all__ = [
     "pad_symmetric",
 ]
 
-OUTPUT_ACTIVATIONS = ("sigmoid", "none")
+OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none")
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,8 @@ class LamaConfig:
       ones back); ``n_blocks``: FFC residual blocks (big-lama 18, lama-fourier 9);
     - ``ratio_g``: share of global (spectral) channels in the residual blocks (LaMa's
       ``resnet_conv_kwargs.ratio_gin`` = ``ratio_gout``); ``enable_lfu``: their local
-      Fourier unit; ``out_act``: ``sigmoid`` (LaMa's ``add_out_act``) or ``none``;
+      Fourier unit; ``out_act``: LaMa's ``add_out_act``, ``sigmoid`` (its releases),
+      ``tanh`` (its default) or ``none``;
     - ``ndf``, ``disc_layers``: the discriminator's width and strided layers
       (LaMa's ``discriminator.ndf`` and ``n_layers``).
     """
@@ -145,12 +153,13 @@ class LamaGenerator(nn.Module):
             layers += [
                 nn.ConvTranspose2d(c.channels(level), out_channels, 3, stride=2, padding=1,
                                    output_padding=1),
-                nn.BatchNorm2d(out_channels),
+                BatchNorm2d(out_channels),
                 relu,
             ]  # fmt: skip
+        self._tail = len(layers)  # the last padding and convolution
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(c.ngf, 3, 7)]
-        if c.out_act == "sigmoid":
-            layers.append(nn.Sigmoid())
+        if c.out_act != "none":
+            layers.append(nn.Sigmoid() if c.out_act == "sigmoid" else nn.Tanh())
         self.model = nn.Sequential(*layers)
         self.config = config
         self.size_multiple = 2**c.n_downsampling * (2 if c.enable_lfu else 1)
@@ -159,14 +168,24 @@ class LamaGenerator(nn.Module):
 
     def generate(self, x: Tensor) -> Tensor:
         """LaMa's generator on ``[masked image, hole]`` (N, 4, H, W), H and W multiples of
-        :attr:`size_multiple` and at least :attr:`min_size`."""
+        :attr:`size_multiple` and at least :attr:`min_size`.
+
+        Without autograd the reflection-padded convolutions at full and half resolution run
+        in bands of rows (the padded copies never exist whole; the same values)."""
+        layers = list(self.model)
         features: Tensor | Pair = x
-        for layer in self.model:
+        for layer in layers[: self._tail]:
             if isinstance(layer, (FFCBNAct, FFCResnetBlock)):
-                pair = features if isinstance(features, tuple) else (features, None)
-                features = layer(pair)
+                features = layer(features if isinstance(features, tuple) else (features, None))
             else:
                 features = layer(features)
+        pad, conv = layers[self._tail : self._tail + 2]
+        if no_autograd(features, conv.weight):  # the same as below, in bands of rows
+            features = reflect_conv2d(features, conv.weight, conv.bias, stride=1, padding=3)
+        else:
+            features = conv(pad(features))
+        for layer in layers[self._tail + 2 :]:
+            features = layer(features)
         return features
 
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
