@@ -37,6 +37,7 @@ FAMILIES: tuple[str, ...] = (
     "pconv",  # the PConv U-Net (Liu et al. 2018) and its plain-convolution twin
     "deepfillv2",  # DeepFillv2 (Yu et al. 2019), MMagic's layout
     "classifiers",  # torchvision classifiers, zero or partial-convolution padding
+    "lama",  # LaMa (Suvorov et al. 2022), Fourier convolutions
     "migan",  # MI-GAN (Sargsyan et al. 2023), inference only
     "sunnerli",  # SunnerLi's P-Conv (2018), inference only
 )

@@ -255,7 +255,10 @@ def train(config: TrainConfig, callbacks: TrainCallbacks | None = None) -> dict[
         with RunDir(Path(config.out)).lock() if ctx.is_main else contextlib.nullcontext():
             trainer = Trainer(config, callbacks if ctx.is_main else None, device, ctx)
             trainer.setup()
-            return trainer.fit()
+            summary = trainer.fit()
+        if created_group:
+            dist.barrier()  # every rank ends together, after rank 0's last save
+        return summary
     finally:
         if created_group:
             dist.destroy_process_group()
@@ -434,7 +437,7 @@ class Trainer:
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
             for group in optimizer.param_groups:
-                group["lr"] = self.config.lr
+                group["lr"] = self.config.lr * group.get("lr_scale", 1.0)
         for name, scaler in self.scalers.items():
             if state.get("scalers", {}).get(name):
                 scaler.load_state_dict(state["scalers"][name])
@@ -502,8 +505,8 @@ class Trainer:
         config = self.config
         lr = config.lr * config.lr_factor(self.step, self.steps_per_epoch, self.total_steps)
         for optimizer in self.optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            for group in optimizer.param_groups:  # lr_scale: a task's ratio to --lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         context = StepContext(
             modules=self.wrapped, optimizers=self.optimizers, scalers=self.scalers,

@@ -37,17 +37,17 @@ from pconv_cli.train.distributed import all_reduce_mean
 
 __all__ = [
     "AdversarialLoss",
-    "FeatureMatchingLoss",
     "HingeGANLoss",
     "InpaintingLoss",
     "LossWeights",
-    "NonSaturatingGANLoss",
-    "R1Penalty",
+    "NonSaturatingR1",
     "VGG16Features",
     "VGGWeightsError",
+    "feature_matching_loss",
     "gram_matrix",
     "load_vgg16_features",
     "masked_l1",
+    "r1_penalty",
     "total_variation",
 ]
 
@@ -293,55 +293,63 @@ class HingeGANLoss(AdversarialLoss):
         return -fake.float().mean()
 
 
-class NonSaturatingGANLoss(AdversarialLoss):
-    """Non-saturating logistic loss (StyleGAN2, LaMa): D ``softplus(-real) + softplus(fake)``,
-    G ``softplus(-fake)``."""
-
-    def discriminator(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
-        return {
-            "d_real": F.softplus(-real.float()).mean(),
-            "d_fake": F.softplus(fake.float()).mean(),
-        }
-
-    def generator(self, fake: Tensor) -> Tensor:
-        return F.softplus(-fake.float()).mean()
+def _wide(x: Tensor) -> Tensor:
+    """``x`` in float32 at least (half precision widened; float64 kept)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-class R1Penalty:
-    """R1 gradient penalty (Mescheder et al. 2018) on real inputs: ``weight/2 * E[|grad|^2]``.
+def r1_penalty(real_scores: Tensor, real: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): the batch mean of ``||d sum(D(real)) / d real||^2``.
 
-    ``real_inputs`` must require grad and ``real_scores`` be computed from them; the
-    squared gradient norm is summed per sample over all its input elements, then
-    averaged over the batch. ``create_graph`` so the penalty itself backpropagates.
+    ``real`` must require grad and ``real_scores`` be computed from it; the gradient
+    keeps its graph, so the penalty trains the discriminator. Computed in float32 at least.
+    """
+    (grad,) = torch.autograd.grad(_wide(real_scores).sum(), real, create_graph=True)
+    return (_wide(grad).reshape(grad.shape[0], -1).norm(2, dim=1) ** 2).mean()
+
+
+def feature_matching_loss(fake: list[Tensor], real: list[Tensor]) -> Tensor:
+    """Mean over layers of the MSE between the discriminator's activations on the fake
+    and on the real batch (pix2pixHD, LaMa's ``feature_matching_loss`` without a mask)."""
+    losses = [F.mse_loss(_wide(f), _wide(r)) for f, r in zip(fake, real, strict=True)]
+    return torch.stack(losses).mean()
+
+
+@dataclass(frozen=True)
+class NonSaturatingR1:
+    """The non-saturating GAN loss with an R1 penalty on real images (LaMa's
+    ``NonSaturatingWithR1``); scores are logits, computed in float32 at least.
+
+    - generator: ``mean(softplus(-D(fake)))``;
+    - discriminator: ``mean(softplus(-D(real)) + r1_weight * R1 + fake_term)`` with
+      ``fake_term = softplus(D(fake))``, or, given ``fake_region`` (N, 1, H, W), 1 where the
+      fake differs from a real image (the hole), ``softplus(D(fake))`` there and
+      ``softplus(-D(fake))`` elsewhere: the discriminator learns *where* an image was
+      generated (LaMa's ``mask_as_fake_target``; the region is resized to the score map
+      with nearest neighbour).
     """
 
-    def __init__(self, weight: float):
-        self.weight = weight
+    r1_weight: float = 0.001
 
-    def __call__(self, real_scores: Tensor, real_inputs: Tensor) -> Tensor:
-        (grad,) = torch.autograd.grad(
-            real_scores.float().sum(), real_inputs, create_graph=True, only_inputs=True
-        )
-        return self.weight / 2 * grad.float().pow(2).flatten(1).sum(1).mean()
+    def generator_loss(self, fake_scores: Tensor) -> Tensor:
+        return F.softplus(-_wide(fake_scores)).mean()
 
-
-class FeatureMatchingLoss:
-    """Discriminator feature matching: mean over layers of ``mean |f_fake - f_real|``.
-
-    ``real`` features are targets (detached); with ``mask`` (N, 1, H, W; resized to
-    each layer by area) the L1 is averaged over the masked positions only.
-    """
-
-    def __call__(
-        self, fake: list[Tensor], real: list[Tensor], mask: Tensor | None = None
-    ) -> Tensor:
-        losses = []
-        for f_fake, f_real in zip(fake, real, strict=True):
-            diff = (f_fake.float() - f_real.detach().float()).abs()
-            if mask is None:
-                losses.append(diff.mean())
-                continue
-            weight = F.interpolate(mask.float(), size=diff.shape[-2:], mode="area")
-            weight = weight.expand_as(diff)
-            losses.append((diff * weight).sum() / weight.sum().clamp_min(1e-12))
-        return torch.stack(losses).mean()
+    def discriminator_loss(
+        self,
+        real_scores: Tensor,
+        fake_scores: Tensor,
+        real: Tensor,
+        fake_region: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """(loss, {"d_real", "d_fake", "r1"}); ``real`` is the input of ``real_scores``."""
+        real_scores, fake_scores = _wide(real_scores), _wide(fake_scores)
+        real_term = F.softplus(-real_scores)
+        penalty = r1_penalty(real_scores, real) if self.r1_weight else real_scores.new_zeros(())
+        fake_term = F.softplus(fake_scores)
+        if fake_region is not None:
+            region = F.interpolate(fake_region.to(fake_scores.dtype), size=fake_scores.shape[-2:],
+                                   mode="nearest")  # fmt: skip
+            fake_term = fake_term * region + (1 - region) * F.softplus(-fake_scores)
+        loss = (real_term + self.r1_weight * penalty + fake_term).mean()
+        terms = {"d_real": real_term.mean(), "d_fake": fake_term.mean(), "r1": penalty}
+        return loss, {k: v.detach() for k, v in terms.items()}

@@ -91,11 +91,12 @@ class StepContext:
             self.device.type, dtype=self._amp_dtype, enabled=self._amp_dtype is not None
         )
 
-    def update(self, name: str, loss: Tensor) -> None:
+    def update(self, name: str, loss: Tensor, *, max_grad_norm: float | None = None) -> None:
         """Backpropagate ``loss`` and step optimizer ``name`` (through its grad scaler).
 
         The loss is averaged over ranks first: if it is not finite on any rank,
         :class:`NonFiniteLossError` is raised before any gradient or weight changes.
+        ``max_grad_norm`` clips the total norm of the optimizer's (unscaled) gradients.
         """
         value = float(all_reduce_mean(loss.detach().float().reshape(1))[0])
         if not math.isfinite(value):
@@ -103,6 +104,10 @@ class StepContext:
         optimizer, scaler = self._optimizers[name], self._scalers[name]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if max_grad_norm is not None:
+            scaler.unscale_(optimizer)
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
         scaler.step(optimizer)
         scaler.update()
 
@@ -183,7 +188,9 @@ class Task:
             module.train()
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """One optimizer per module name that :meth:`training_step` updates."""
+        """One optimizer per module name that :meth:`training_step` updates. The loop sets
+        every group's ``lr`` to ``--lr`` (times the schedule) times the group's
+        ``lr_scale`` (default 1): how a task gives one module a different rate."""
         raise NotImplementedError
 
     def training_step(self, batch: dict, step: StepContext) -> dict[str, Tensor]:

@@ -12,6 +12,14 @@ checkpoint (metadata), or a ``torch.save`` file / safetensors file without pconv
 metadata whose keys a converter detects. ``.pth`` files are read with
 ``torch.load(weights_only=True)``: a pickle that would import or call anything
 but tensors, plain containers and numpy scalars/arrays is refused.
+
+Layouts that are more than one tensor file (a folder, an archive of a release, a
+pickle that also holds configuration objects) are *readers*:
+:func:`register_reader` ``(name, detect=path -> bool, read=path -> Weights)``; the
+first reader whose ``detect`` accepts a path (file or folder) reads it, before the
+rules above. This module imports the checkpoint module lazily, so a model family's
+package may register converters and readers while ``pconv_cli.weights`` is still
+being imported.
 """
 
 from __future__ import annotations
@@ -34,20 +42,22 @@ from pconv_cli.weights.errors import WeightsError
 if TYPE_CHECKING:
     from pconv_cli.weights.checkpoint import Weights
 
-# pconv_cli.weights.checkpoint is imported inside the functions: it imports the model
-# registry, whose package imports the families, and a family package registers its
-# converters here, so this module must load without it (no import cycle).
+# pconv_cli.weights.checkpoint is imported inside the functions: family modules import
+# this one to register their converters and readers, and must not need the rest.
 
 __all__ = [
     "Converter",
+    "FileReader",
     "converter_modules",
     "count_levels",
     "detect_format",
+    "find_reader",
     "get_converter",
     "list_converters",
     "read_state_file",
     "read_weights_file",
     "register_converter",
+    "register_reader",
 ]
 
 Converted = tuple[dict[str, Tensor], str, Mapping[str, Any]]
@@ -104,6 +114,39 @@ def converter_modules() -> list[str]:
     """Modules outside pconv that registered converters (worker processes import them)."""
     modules = {c.convert.__module__ for c in _CONVERTERS.values()}
     return sorted(m for m in modules if not m.startswith("pconv_cli."))
+
+
+@dataclass(frozen=True)
+class FileReader:
+    """A weights layout read from a path (file or folder) as a whole: ``detect(path)`` says
+    whether it is one (cheaply, without loading tensors), ``read(path)`` returns its
+    :class:`~pconv_cli.weights.checkpoint.Weights` (``metadata["source_format"]`` set)."""
+
+    name: str
+    detect: Callable[[Path], bool]
+    read: Callable[[Path], Weights]
+
+
+_READERS: dict[str, FileReader] = {}
+
+
+def register_reader(
+    name: str, *, detect: Callable[[Path], bool], read: Callable[[Path], Weights]
+) -> FileReader:
+    """Register (or replace) reader ``name``; readers are tried in order, before converters."""
+    reader = FileReader(name, detect, read)
+    _READERS[name] = reader
+    return reader
+
+
+def find_reader(path: str | os.PathLike[str]) -> FileReader | None:
+    """The first registered reader that recognises ``path`` (a file or a folder), or None."""
+    path = Path(path)
+    load_families()  # families register their readers
+    for reader in _READERS.values():
+        if reader.detect(path):
+            return reader
+    return None
 
 
 def count_levels(state: Mapping[str, Tensor], pattern: str) -> int:
@@ -236,11 +279,15 @@ def read_weights_file(path: str | os.PathLike[str]) -> Weights:
     """The :class:`Weights` of a file in any supported format, in pconv's conventions.
 
     The format is recognised by the contents (see the module docstring);
-    ``metadata["source_format"]`` names it.
+    ``metadata["source_format"]`` names it. A folder is read when a registered reader
+    recognises it.
     """
     from pconv_cli.weights.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, read_safetensors
 
     path = Path(path)
+    reader = find_reader(path) if path.exists() else None
+    if reader is not None:
+        return reader.read(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     if _sniff(path) == "safetensors":

@@ -17,7 +17,7 @@ from torch import nn
 from pconv_cli.models.registry import ModelError, get_family, make_config
 from pconv_cli.weights.checkpoint import Weights, as_float32, check_state_dict
 from pconv_cli.weights.errors import WeightsError
-from pconv_cli.weights.formats import read_state_file, read_weights_file
+from pconv_cli.weights.formats import find_reader, read_state_file, read_weights_file
 from pconv_cli.weights.hub import fetch_weights
 from pconv_cli.weights.zoo import ZOO, WeightsEntry, resolve_weights
 
@@ -25,7 +25,8 @@ __all__ = ["expect_kind", "load_model", "model_from_weights", "open_weights"]
 
 
 def open_weights(spec: str, *, progress: bool = True) -> Weights:
-    """The weights ``--weights SPEC`` names: a zoo name or a file path.
+    """The weights ``--weights SPEC`` names: a zoo name, a file path, or a folder that a
+    registered reader recognises (e.g. a release unpacked as its publisher ships it).
 
     A file path wins over a zoo name of the same spelling. ``metadata`` gains
     ``source`` (the file read) and, for a zoo entry, ``name``.
@@ -42,7 +43,7 @@ def open_weights(spec: str, *, progress: bool = True) -> Weights:
             )
         weights.metadata.update(name=entry.name, source=str(file))
         return weights
-    if path.is_file():
+    if path.is_file() or (path.is_dir() and find_reader(path) is not None):
         weights = read_weights_file(path)
         weights.metadata["source"] = str(path)
         return weights
