@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from pconv_cli.cli import app
 from pconv_cli.data.datasets import InpaintingDataset, MaskSource, collate, resolve_images
 from pconv_cli.data.masks import save_mask
-from pconv_cli.inpainting import inpaint_image
+from pconv_cli.inpainting import inpaint
 from pconv_cli.models import build_model
 from pconv_cli.weights import load_model, read_checkpoint
 
@@ -137,12 +137,12 @@ def test_any_size_in_same_size_out_known_pixels_kept(size):
     image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
     hole = np.zeros(size, dtype=bool)
     hole[size[0] // 4 : size[0] // 2, size[1] // 3 : size[1] // 2] = True
-    result = inpaint_image(model, image, hole, strategy="full").image
+    result = inpaint(image, hole, model, strategy="full", blend="none").image
     assert result.shape == image.shape
     np.testing.assert_array_equal(result[~hole], image[~hole])
     assert (result[hole] != image[hole]).any()
     # a hole-free mask leaves the picture as it is
-    untouched = inpaint_image(model, image, np.zeros(size, dtype=bool), strategy="full").image
+    untouched = inpaint(image, np.zeros(size, dtype=bool), model, strategy="full").image
     np.testing.assert_array_equal(untouched, image)
 
 

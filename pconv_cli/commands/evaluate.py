@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 DEFAULT_MASKS = "masks/eval-256"
 """The shipped evaluation set (relative to the working directory, else to the repository)."""
 
-_METHODS = "zeros|mean|biharmonic|telea|ns"
+_METHODS = "zeros|mean|biharmonic|telea|ns|patchmatch"
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -54,7 +54,7 @@ def _check_options(
 ) -> None:
     """Cheap checks before anything is loaded (exit code 2 = usage error)."""
     from pconv_cli.devices import DEVICE_CHOICES
-    from pconv_cli.evaluation.baselines import METHODS
+    from pconv_cli.inpainting.classic import METHODS
     from pconv_cli.evaluation.pairs import CROP_MODES
 
     if n_sources == 0:
@@ -251,7 +251,7 @@ def evaluate(
     )
     from pconv_cli.data.masks import MaskError
     from pconv_cli.devices import DeviceError
-    from pconv_cli.evaluation.baselines import BaselineError
+    from pconv_cli.inpainting.classic import BaselineError
     from pconv_cli.evaluation.pairs import EvalError
     from pconv_cli.weights.errors import WeightsError
 

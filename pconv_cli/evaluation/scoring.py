@@ -39,7 +39,7 @@ from torch import Tensor
 
 from pconv_cli.data.images import ImageError, read_rgb, save_png, to_uint8
 from pconv_cli.data.masks import NVIDIA_BUCKETS, format_ratio_range
-from pconv_cli.evaluation.baselines import (
+from pconv_cli.inpainting.classic import (
     OPENCV_METHODS,
     OPENCV_RADIUS,
     BaselineError,
@@ -47,6 +47,7 @@ from pconv_cli.evaluation.baselines import (
     inpaint_classic,
 )
 from pconv_cli.evaluation.metrics import METRIC_NAMES, compute_metrics
+from pconv_cli.inpainting.tensors import model_input, run_model
 from pconv_cli.evaluation.pairs import (
     Batch,
     EvalError,
@@ -99,28 +100,35 @@ class Source:
 
 
 class MethodSource(Source):
-    """A classic baseline of :mod:`pconv_cli.evaluation.baselines`, image by image on the CPU."""
+    """A classic method of :mod:`pconv_cli.inpainting.classic`, image by image on the CPU
+    (seeded methods get ``seed``)."""
 
     kind = "method"
 
-    def __init__(self, method: str, label: str | None = None):
+    def __init__(self, method: str, label: str | None = None, *, seed: int = 0):
         try:
             check_method(method)
         except BaselineError as error:
             raise EvalError(str(error)) from None
         super().__init__(method, label)
+        self.seed = seed
 
     def predict(self, batch: Batch) -> Tensor:
-        outputs = [
-            inpaint_classic(self.spec, truth, hole)
-            for truth, hole in zip(batch.truth, batch.hole, strict=True)
-        ]
+        try:
+            outputs = [
+                inpaint_classic(self.spec, truth, hole, seed=self.seed)
+                for truth, hole in zip(batch.truth, batch.hole, strict=True)
+            ]
+        except BaselineError as error:
+            raise EvalError(str(error)) from None
         return torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         if self.spec in OPENCV_METHODS:
             info["inpaint_radius"] = OPENCV_RADIUS
+        if self.spec == "patchmatch":
+            info["seed"] = self.seed
         return info
 
 
@@ -142,11 +150,9 @@ class ModelSource(Source):
         self.model = model_from_weights(self.weights, device=device)
 
     def predict(self, batch: Batch) -> Tensor:
-        truth = torch.from_numpy(batch.truth).to(self.device).permute(0, 3, 1, 2)
-        valid = torch.from_numpy(~batch.hole).to(self.device).unsqueeze(1).float()
-        image = truth.float().div_(255.0) * valid  # no truth inside the holes reaches the net
-        with torch.inference_mode():
-            return self.model(image, valid)
+        # the conversion pconv inpaint uses: no truth inside the holes reaches the net
+        image, valid = model_input(batch.truth, batch.hole, self.device)
+        return run_model(self.model, image, valid)
 
     def describe(self) -> dict[str, Any]:
         from dataclasses import asdict
