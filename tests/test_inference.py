@@ -1,5 +1,4 @@
-"""The array API's legacy strategies (blend none): only hole pixels change, crop windows,
-resize, dilation, output modes."""
+"""core.inference: strategies change only hole pixels, crop windows, resize, dilation, modes."""
 
 from __future__ import annotations
 
@@ -10,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pconv_cli.data.images import LoadedImage, output_image
 from pconv_cli.inpainting import (
-    Strategy,
+    LoadedImage,
     choose_strategy,
     dilate_holes,
-    inpaint,
+    inpaint_image,
+    output_image,
     plan_windows,
     predict,
 )
@@ -43,11 +42,6 @@ class SpyModel(torch.nn.Module):
 
 
 FILL = np.array([51, 153, 255], np.uint8)  # SpyModel's colour in 8 bits
-
-
-def inpaint_image(model, image, hole, *, strategy="auto", **options):
-    """The 0.x behaviour: the strategy's passes pasted as they are (no blending)."""
-    return inpaint(image, hole, model, strategy=Strategy(strategy, **options), blend="none")
 
 
 def _photo(height, width, seed=0):

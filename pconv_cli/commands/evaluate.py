@@ -54,8 +54,8 @@ def _check_options(
 ) -> None:
     """Cheap checks before anything is loaded (exit code 2 = usage error)."""
     from pconv_cli.devices import DEVICE_CHOICES
-    from pconv_cli.inpainting.classic import METHODS
     from pconv_cli.evaluation.pairs import CROP_MODES
+    from pconv_cli.inpainting.classic import METHODS
 
     if n_sources == 0:
         raise _fail("give at least one prediction source: --weights, --method or --predictions", 2)
@@ -251,8 +251,8 @@ def evaluate(
     )
     from pconv_cli.data.masks import MaskError
     from pconv_cli.devices import DeviceError
-    from pconv_cli.inpainting.classic import BaselineError
     from pconv_cli.evaluation.pairs import EvalError
+    from pconv_cli.inpainting.classic import BaselineError
     from pconv_cli.weights.errors import WeightsError
 
     try:

@@ -36,9 +36,9 @@ import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageDraw

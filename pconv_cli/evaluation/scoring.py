@@ -39,15 +39,7 @@ from torch import Tensor
 
 from pconv_cli.data.images import ImageError, read_rgb, save_png, to_uint8
 from pconv_cli.data.masks import NVIDIA_BUCKETS, format_ratio_range
-from pconv_cli.inpainting.classic import (
-    OPENCV_METHODS,
-    OPENCV_RADIUS,
-    BaselineError,
-    check_method,
-    inpaint_classic,
-)
 from pconv_cli.evaluation.metrics import METRIC_NAMES, compute_metrics
-from pconv_cli.inpainting.tensors import model_input, run_model
 from pconv_cli.evaluation.pairs import (
     Batch,
     EvalError,
@@ -56,6 +48,14 @@ from pconv_cli.evaluation.pairs import (
     index_images,
     iter_batches,
 )
+from pconv_cli.inpainting.classic import (
+    OPENCV_METHODS,
+    OPENCV_RADIUS,
+    BaselineError,
+    check_method,
+    inpaint_classic,
+)
+from pconv_cli.inpainting.tensors import model_input, run_model
 
 __all__ = [
     "BucketStats",

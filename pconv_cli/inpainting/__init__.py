@@ -22,6 +22,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "LoadedImage": "..data.images",
+    "output_image": "..data.images",
     "Blend": "blending",
     "BLENDS": "blending",
     "poisson_blend": "blending",
@@ -35,6 +37,7 @@ _EXPORTS = {
     "ModelFiller": "api",
     "as_filler": "api",
     "inpaint": "api",
+    "inpaint_image": "api",
     "predict": "api",
     "InpaintJob": "files",
     "InpaintOptions": "files",
@@ -67,7 +70,10 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    where = _EXPORTS[name]
+    module = (importlib.import_module(where, __name__) if where.startswith(".")
+              else importlib.import_module(f"{__name__}.{where}"))  # fmt: skip
+    value = getattr(module, name)
     globals()[name] = value
     return value
 

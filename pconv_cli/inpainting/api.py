@@ -55,6 +55,7 @@ __all__ = [
     "as_filler",
     "describe_scales",
     "inpaint",
+    "inpaint_image",
     "predict",
 ]
 
@@ -405,7 +406,14 @@ def inpaint(
             run = _fill_resized(filler, picture, mask, strategy, blend)
         else:
             run = _fill(filler, picture, mask, strategy, blend)
-    scales = tuple(sorted({2.0 ** -level for level in run.levels}))
+    scales = tuple(sorted({2.0**-level for level in run.levels}))
     return InpaintResult(
         back(picture), run.mode.value, run.windows, scales, blend.value, run.passes
     )
+
+
+def inpaint_image(model: Any, image: Any, hole: Any, *, strategy: str = "auto",
+                  **options: int) -> InpaintResult:  # fmt: skip
+    """pconv 0.x's call, kept for scripts: ``model`` first, strategy options as keywords
+    (``margin``, ``min_window``, ``resize_limit``, ``crop_trigger``), no blending."""
+    return inpaint(image, hole, model, strategy=Strategy(strategy, **options), blend=Blend.NONE)

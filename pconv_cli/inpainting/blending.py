@@ -32,14 +32,11 @@ from torch import Tensor
 __all__ = ["BLENDS", "Blend", "poisson_blend", "solve_membrane"]
 
 
-class Blend(str, enum.Enum):
+class Blend(enum.StrEnum):
     """How a fill is composited (``--blend``)."""
 
     POISSON = "poisson"
     NONE = "none"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 BLENDS: tuple[str, ...] = tuple(b.value for b in Blend)

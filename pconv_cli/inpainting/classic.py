@@ -82,9 +82,7 @@ def check_method(name: str) -> ClassicMethod:
     """The method called ``name``; :class:`BaselineError` unless it can run here."""
     method = CLASSIC_METHODS.get(name)
     if method is None:
-        raise BaselineError(
-            f"unknown method {name!r}; choose from {', '.join(CLASSIC_METHODS)}"
-        )
+        raise BaselineError(f"unknown method {name!r}; choose from {', '.join(CLASSIC_METHODS)}")
     if method.requires:
         import importlib
 

@@ -177,7 +177,9 @@ def _single_out(source: Path, out: Path, file_format: str | None, overwrite: boo
             "-o",
         )
     elif file_format and format_for_suffix(out.suffix) != file_format:
-        raise RequestError(f"--format {file_format.lower()} but -o {out} says otherwise", "--format")
+        raise RequestError(
+            f"--format {file_format.lower()} but -o {out} says otherwise", "--format"
+        )
     if out.exists() and not overwrite:
         what = "is the input image" if out.resolve() == source.resolve() else "exists"
         raise RequestError(f"{out} {what}; pass --overwrite to replace it", "-o")
@@ -302,9 +304,7 @@ def inpaint_file(source: Any, job: InpaintJob, options: InpaintOptions) -> JobRe
             warnings.simplefilter("always", UserWarning)
             loaded = load_image(job.image)
             hole = load_mask(job.mask, size=loaded.size, invert=options.invert_mask)
-            file_format = (
-                options.file_format or format_for_suffix(job.out.suffix) or loaded.format
-            )
+            file_format = options.file_format or format_for_suffix(job.out.suffix) or loaded.format
             picture, done = inpaint_loaded(
                 source, loaded, hole, options, file_format=file_format,
                 mask_name=f"mask {job.mask}",

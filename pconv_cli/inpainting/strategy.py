@@ -79,16 +79,13 @@ DEFAULT_RESIZE_LIMIT = 1024
 """``resize`` shrinks images whose long side is larger than this."""
 
 
-class Mode(str, enum.Enum):
+class Mode(enum.StrEnum):
     """The strategy names (``--strategy``)."""
 
     AUTO = "auto"
     FULL = "full"
     CROP = "crop"
     RESIZE = "resize"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 STRATEGIES: tuple[str, ...] = tuple(mode.value for mode in Mode)
@@ -316,8 +313,7 @@ def plan_windows(
     boxes = _boxes_of(labels)
     while True:
         windows = [
-            fit_window(b, shape, margin=margin, min_size=min_size, multiple=multiple)
-            for b in boxes
+            fit_window(b, shape, margin=margin, min_size=min_size, multiple=multiple) for b in boxes
         ]
         canvas = np.zeros(shape, dtype=bool)
         for window in windows:
