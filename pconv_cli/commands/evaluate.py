@@ -169,6 +169,14 @@ def evaluate(
         help="Score a classic method (repeatable); telea/ns need the baselines extra (OpenCV). "
         "[default: none]",
     ),
+    blend: str = typer.Option(
+        "none",
+        "--blend",
+        metavar="[none|poisson]",
+        help="none: one native pass per batch, pasted (MMagic's protocol). poisson: every "
+        "pair as pconv inpaint writes it (its default strategy and Poisson blending), "
+        "for --weights and --method alike.",
+    ),
     predictions: list[Path] | None = typer.Option(
         None,
         "--predictions",
@@ -235,6 +243,8 @@ def evaluate(
     Every source is scored on the same pairs, composited and rounded to uint8 first.
     """
     methods, checkpoints, folders = method or [], weights or [], predictions or []
+    if blend not in ("none", "poisson"):
+        raise _fail(f"--blend must be none or poisson, got {blend!r}", 2)
     if not (methods or checkpoints or folders):
         from pconv_cli.weights.zoo import DEFAULT_WEIGHTS
 
@@ -262,6 +272,7 @@ def evaluate(
             methods=methods,
             checkpoints=checkpoints,
             folders=folders,
+            blend=blend,
             invert_mask=invert_mask,
             crop=crop,
             pairing=pairing,
@@ -285,6 +296,7 @@ def _run(
     methods: list[str],
     checkpoints: list[str],
     folders: list[Path],
+    blend: str,
     invert_mask: bool,
     crop: str,
     pairing: str,
@@ -307,7 +319,7 @@ def _run(
     mask_set = load_mask_set(masks, invert=invert_mask)
     plan = plan_pairs(images, mask_set, pairing, image_root=folder, limit=limit)
     loader = PairLoader(crop, invert_mask)
-    sources = _build_sources(methods, checkpoints, folders, device)
+    sources = _build_sources(methods, checkpoints, folders, device, blend)
 
     with _progress() as progress:
         task = progress.add_task("pairs", total=len(plan))
@@ -345,7 +357,7 @@ def _run(
 
 
 def _build_sources(
-    methods: list[str], checkpoints: list[str], folders: list[Path], device: str
+    methods: list[str], checkpoints: list[str], folders: list[Path], device: str, blend: str
 ) -> list[Source]:
     """Sources in column order: methods, then weights, then prediction folders."""
     from pconv_cli.devices import resolve_device
@@ -361,10 +373,12 @@ def _build_sources(
             [*methods, *_weights_labels(checkpoints), *(p.name or str(p) for p in folders)]
         )
     )
-    sources: list[Source] = [MethodSource(m, next(labels)) for m in methods]
+    sources: list[Source] = [MethodSource(m, next(labels), blend=blend) for m in methods]
     if checkpoints:
         torch_device = resolve_device(device)
-        sources += [ModelSource(c, torch_device, next(labels)) for c in checkpoints]
+        sources += [
+            ModelSource(c, torch_device, next(labels), blend=blend) for c in checkpoints
+        ]
     sources += [PredictionsSource(p, next(labels)) for p in folders]
     return sources
 

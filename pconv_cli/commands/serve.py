@@ -47,6 +47,19 @@ def serve(
         help="Also offer these weights (and make them the default). [default: the zoo's "
         "default; every zoo entry available here is offered]",
     ),
+    method: str = typer.Option(
+        None,
+        "--method",
+        metavar="[telea|ns|biharmonic|patchmatch]",
+        help="Make a classic method the page's default source instead of a model (every "
+        "method is offered either way). [default: none: the model]",
+    ),
+    blend: str = typer.Option(
+        "poisson",
+        "--blend",
+        metavar="[poisson|none]",
+        help="The page's default blend: poisson (gradient domain, no seams) or none.",
+    ),
     device: str = typer.Option(
         "auto",
         "--device",
@@ -63,8 +76,9 @@ def serve(
 ) -> None:
     """Paint a mask in the browser and inpaint (a local web page; needs the web extra).
 
-    The page: open or drop a photo, paint the hole, choose model and strategy,
-    inpaint, compare, inpaint again, download. The API it uses is at /docs.
+    The page: open or drop a photo, paint the hole, choose a model or a classic
+    method, the strategy and the blend, inpaint, compare, inpaint again, download.
+    The API it uses is at /docs.
     """
     from rich.console import Console
     from rich.markup import escape
@@ -72,6 +86,17 @@ def serve(
     from pconv_cli.web import missing_web_modules
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    if weights and method:
+        raise typer.BadParameter(
+            "give --weights or --method, not both (one source at a time)", param_hint="--method"
+        )
+    if method is not None and method not in ("telea", "ns", "biharmonic", "patchmatch"):
+        raise typer.BadParameter(
+            f"unknown method {method!r}; choose from telea, ns, biharmonic, patchmatch",
+            param_hint="--method",
+        )
+    if blend not in ("poisson", "none"):
+        raise typer.BadParameter(f"{blend!r} is not one of poisson, none", param_hint="--blend")
     missing = missing_web_modules()
     if missing:
         console.print(
@@ -94,6 +119,8 @@ def serve(
             device=device,
             max_upload_mb=max_upload_mb,
             max_pixels=int(max_megapixels * 1e6),
+            method=method,
+            blend=blend,
         )
     except (DeviceError, WeightsError) as exc:
         console.print(f"[red]Error:[/] {escape(str(exc))}")
@@ -118,7 +145,8 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         console.print(
             f"pconv serve: http://{shown}:{bound}/ (models: {', '.join(store.choices) or 'none'};"
-            f" default {store.default}; device {store.device}); Ctrl-C stops"
+            f" default {('method ' + method) if method else store.default}; blend {blend}; "
+            f"device {store.device}); Ctrl-C stops"
         )
 
     original_startup = server.startup

@@ -83,6 +83,7 @@ class Source:
     """
 
     kind = "source"
+    blend = "none"
 
     def __init__(self, spec: str, label: str | None = None):
         self.spec = spec
@@ -96,7 +97,21 @@ class Source:
 
     def describe(self) -> dict[str, Any]:
         """What the JSON config records about this source."""
-        return {"kind": self.kind, "spec": self.spec}
+        info: dict[str, Any] = {"kind": self.kind, "spec": self.spec}
+        if self.blend != "none":
+            info["blend"] = self.blend
+        return info
+
+
+def _through_inpaint(source: Any, batch: Batch, blend: str, seed: int = 0) -> Tensor:
+    """Each pair as ``pconv inpaint`` fills it (default strategy, ``blend``): uint8 outputs."""
+    from pconv_cli.inpainting.api import inpaint
+
+    outputs = [
+        inpaint(truth, hole, source, blend=blend, seed=seed).image
+        for truth, hole in zip(batch.truth, batch.hole, strict=True)
+    ]
+    return torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
 
 
 class MethodSource(Source):
@@ -105,15 +120,23 @@ class MethodSource(Source):
 
     kind = "method"
 
-    def __init__(self, method: str, label: str | None = None, *, seed: int = 0):
+    def __init__(
+        self, method: str, label: str | None = None, *, seed: int = 0, blend: str = "none"
+    ):
         try:
             check_method(method)
         except BaselineError as error:
             raise EvalError(str(error)) from None
         super().__init__(method, label)
         self.seed = seed
+        self.blend = blend
 
     def predict(self, batch: Batch) -> Tensor:
+        if self.blend != "none":
+            try:
+                return _through_inpaint(self.spec, batch, self.blend, self.seed)
+            except BaselineError as error:
+                raise EvalError(str(error)) from None
         try:
             outputs = [
                 inpaint_classic(self.spec, truth, hole, seed=self.seed)
@@ -137,19 +160,27 @@ class ModelSource(Source):
 
     Loaded through :func:`pconv_cli.weights.open_weights`, as ``pconv inpaint``
     does, so every format and zoo entry works here too (raises ``WeightsError``).
+    ``blend="none"``: one native pass per batch (MMagic's protocol); ``"poisson"``:
+    each pair through :func:`pconv_cli.inpainting.api.inpaint` with its default
+    strategy, exactly what ``pconv inpaint`` writes.
     """
 
     kind = "weights"
 
-    def __init__(self, spec: str, device: torch.device, label: str | None = None):
+    def __init__(
+        self, spec: str, device: torch.device, label: str | None = None, *, blend: str = "none"
+    ):
         from pconv_cli.weights import model_from_weights, open_weights
 
         super().__init__(spec, label)
         self.device = device
+        self.blend = blend
         self.weights = open_weights(spec)
         self.model = model_from_weights(self.weights, device=device)
 
     def predict(self, batch: Batch) -> Tensor:
+        if self.blend != "none":
+            return _through_inpaint(self.model, batch, self.blend)
         # the conversion pconv inpaint uses: no truth inside the holes reaches the net
         image, valid = model_input(batch.truth, batch.hole, self.device)
         return run_model(self.model, image, valid)

@@ -56,9 +56,9 @@ class PatchMatchOptions:
     patch radii deep; ``chunk``: targets per distance computation (memory)."""
 
     patch: int = 7
-    search: int = 2
-    em_coarse: int = 8
-    em_fine: int = 3
+    search: int = 1
+    em_coarse: int = 6
+    em_fine: int = 2
     depth: float = 2.0
     chunk: int = 1 << 14
 
