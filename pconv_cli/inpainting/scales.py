@@ -228,8 +228,9 @@ def _run_pieces(
         x = level.values[..., rs, cs] * valid
         raw = filler(x, valid).float().cpu().clamp_(0.0, 1.0)
         take = piece
-        if coverage is not None:
-            seen = coverage(valid).cpu()[0, 0].numpy() > 0
+        update = coverage(valid) if coverage is not None else None
+        if update is not None:
+            seen = update.cpu()[0, 0].numpy() > 0
             unseen = piece & ~seen
             if unseen.any():
                 top_pass = unseen & (level.top[rs, cs] == level.k)
