@@ -12,7 +12,6 @@ import torch
 
 from pconv_cli.data.masks import save_mask
 from pconv_cli.devices import DeviceError, resolve_device
-from pconv_cli.evaluation.baselines import BaselineError, inpaint_classic
 from pconv_cli.evaluation.pairs import EvalError, ImageEntry, MaskEntry, Pair, PairLoader
 from pconv_cli.evaluation.scoring import (
     BucketStats,
@@ -23,6 +22,7 @@ from pconv_cli.evaluation.scoring import (
     evaluate,
     unique_labels,
 )
+from pconv_cli.inpainting.classic import BaselineError, inpaint_classic
 
 
 def test_composite_takes_known_pixels_from_the_truth_and_rounds_half_to_even():
@@ -169,12 +169,12 @@ def test_records_are_unavailable_without_keep_records(tmp_path):
             result.sources[0].records()
 
 
-def test_baselines_module_does_not_need_torch():
+def test_classic_methods_module_does_not_need_torch():
     import subprocess
     import sys
 
     code = (
-        "import sys, pconv_cli.evaluation.baselines, pconv_cli.evaluation.pairs\n"
+        "import sys, pconv_cli.inpainting.classic, pconv_cli.evaluation.pairs\n"
         "print('torch' in sys.modules)\n"
     )
     done = subprocess.run(

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 DEFAULT_MASKS = "masks/eval-256"
 """The shipped evaluation set (relative to the working directory, else to the repository)."""
 
-_METHODS = "zeros|mean|biharmonic|telea|ns"
+_METHODS = "zeros|mean|biharmonic|telea|ns|patchmatch"
 _FOLDERS = ("--save-outputs",)
 """Output options that name a folder (the others name a file)."""
 _METRICS = "l1|psnr|ssim|lpips|fid|pids"
@@ -74,8 +74,8 @@ def _check_options(
     Returns the metric names (report order) and the ``--metric-weights`` files.
     """
     from pconv_cli.devices import DEVICE_CHOICES
-    from pconv_cli.evaluation.baselines import METHODS
     from pconv_cli.evaluation.pairs import CROP_MODES
+    from pconv_cli.inpainting.classic import METHODS
 
     if n_sources == 0:
         raise _fail("give at least one prediction source: --weights, --method or --predictions", 2)
@@ -267,6 +267,14 @@ def evaluate(
         help="Score a classic method (repeatable); telea/ns need the baselines extra (OpenCV). "
         "[default: none]",
     ),
+    blend: str = typer.Option(
+        "none",
+        "--blend",
+        metavar="[none|poisson]",
+        help="none: one native pass per batch, pasted (MMagic's protocol). poisson: every "
+        "pair as pconv inpaint writes it (its default strategy and Poisson blending), "
+        "for --weights and --method alike.",
+    ),
     predictions: list[Path] | None = typer.Option(
         None,
         "--predictions",
@@ -369,6 +377,8 @@ def evaluate(
     Every source is scored on the same pairs, composited and rounded to uint8 first.
     """
     methods, checkpoints, folders = method or [], weights or [], predictions or []
+    if blend not in ("none", "poisson"):
+        raise _fail(f"--blend must be none or poisson, got {blend!r}", 2)
     if not (methods or checkpoints or folders):
         from pconv_cli.weights.zoo import DEFAULT_WEIGHTS
 
@@ -407,6 +417,7 @@ def evaluate(
         "methods": methods,
         "checkpoints": checkpoints,
         "folders": folders,
+        "blend": blend,
         "invert_mask": invert_mask,
         "crop": crop,
         "pairing": pairing,
@@ -478,6 +489,7 @@ def _run(
     methods: list[str],
     checkpoints: list[str],
     folders: list[Path],
+    blend: str,
     invert_mask: bool,
     crop: str,
     pairing: str,
@@ -526,7 +538,7 @@ def _run(
     suite = MetricSuite(metrics, device=str(torch_device), weights=metric_weights or {})
     if suite.wants_lpips or suite.wants_features:
         suite.load(progress=rank == 0)
-    sources = _build_sources(methods, checkpoints, folders, device, labels)
+    sources = _build_sources(methods, checkpoints, folders, device, labels, blend)
     sharded = world_size > 1
     if sharded:
         from pconv_cli.evaluation.sharding import shard_plan
@@ -687,17 +699,19 @@ def _protocol_plan(name: str, images, limit: int | None, rank: int, world_size: 
 
 def _build_sources(
     methods: list[str], checkpoints: list[str], folders: list[Path], device: str,
-    labels: list[str],
+    labels: list[str], blend: str = "none",
 ) -> list[Source]:
     """Sources in column order: methods, then weights, then prediction folders."""
     from pconv_cli.devices import resolve_device
     from pconv_cli.evaluation.scoring import MethodSource, ModelSource, PredictionsSource
 
     labels = iter(labels)
-    sources: list[Source] = [MethodSource(m, next(labels)) for m in methods]
+    sources: list[Source] = [MethodSource(m, next(labels), blend=blend) for m in methods]
     if checkpoints:
         torch_device = resolve_device(device)
-        sources += [ModelSource(c, torch_device, next(labels)) for c in checkpoints]
+        sources += [
+            ModelSource(c, torch_device, next(labels), blend=blend) for c in checkpoints
+        ]
     sources += [PredictionsSource(p, next(labels)) for p in folders]
     return sources
 

@@ -2,7 +2,8 @@
 
 A thin wrapper over :mod:`pconv_cli.inpainting` (planning and running the jobs)
 and :mod:`pconv_cli.weights`; torch is imported inside the command only. Mask
-files are white = hole.
+files are white = hole. The source is a model (``--weights``, the zoo's default
+without one) or a classic method (``--method``), one at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from pconv_cli.commands._options import DEVICE_METAVAR, FLAG, device_value
 _PANEL_IO = "Input and output"
 _PANEL_MASK = "Masks"
 _PANEL_LARGE = "Large images"
+_PANEL_SOURCE = "Model or method"
+_METHODS = ("telea", "ns", "biharmonic", "patchmatch")
+"""``--method`` choices (kept here so --help imports nothing; a test checks them against
+:data:`pconv_cli.inpainting.classic.USER_METHODS`)."""
 
 _FORMAT_NAMES = ("jpeg", "jpg", "png", "webp", "bmp", "tiff", "tif")
 
@@ -36,29 +41,42 @@ def _format_option(value: str | None) -> str | None:
         ) from None
 
 
-def _run(jobs, weights: str, device_name: str, options, folder: bool) -> None:
-    from rich.console import Console
+def _load_source(weights: str | None, method: str | None, device_name: str, console):
+    """(source, one-line description): a loaded model or a classic method name."""
     from rich.markup import escape
 
     from pconv_cli.devices import resolve_device
+    from pconv_cli.inpainting.classic import check_method
     from pconv_cli.models import describe_config
     from pconv_cli.weights import expect_kind, model_from_weights, open_weights, zoo
 
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-    start = time.perf_counter()
     device = resolve_device(device_name)
+    if method:
+        found = check_method(method)
+        return method, f"--method {method} ({found.description}) on the CPU", device
     loaded = expect_kind(open_weights(weights or zoo.DEFAULT_WEIGHTS), "inpainting")
     model = model_from_weights(loaded, device=device)
     meta = loaded.metadata
     what = meta.get("name") or Path(meta.get("source", weights or "")).name
-    console.print(
-        f"[bold]pconv inpaint[/] with {escape(what)} ({loaded.source_format} weights, "
-        f"{escape(describe_config(loaded.family, loaded.config))}) on {device}"
-    )
     if "assumed" in meta:
         console.print(f"[yellow]warning:[/] {escape(what)}: assumed {escape(meta['assumed'])}")
+    described = (
+        f"{what} ({loaded.source_format} weights, "
+        f"{describe_config(loaded.family, loaded.config)}) on {device}"
+    )
+    return model, described, device
+
+
+def _run(jobs, source_options: tuple, options, folder: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    start = time.perf_counter()
+    source, described, _ = _load_source(*source_options, console)
+    console.print(f"[bold]pconv inpaint[/] with {escape(described)}")
     try:
-        results = _run_jobs(jobs, model, options, console, folder)
+        results = _run_jobs(jobs, source, options, console, folder)
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted[/]: no partial file was left behind")
         raise typer.Exit(130) from None
@@ -77,7 +95,10 @@ def _run(jobs, weights: str, device_name: str, options, folder: bool) -> None:
     else:
         result = results[0]
         passes = f"{result.passes} pass{'es' if result.passes != 1 else ''}"
-        console.print(f"wrote {escape(str(result.job.out))} ({result.strategy}, {passes})")
+        console.print(
+            f"wrote {escape(str(result.job.out))} ({result.strategy}, {passes}, "
+            f"blend {result.blend or options.blend})"
+        )
     if failures:
         raise typer.Exit(1)
 
@@ -96,10 +117,13 @@ def _print_notes(console, results) -> None:
         more = f" (and {count[kind] - 1} more like it)" if count[kind] > 1 else ""
         if kind == "MaskResizedWarning":
             more += "; masks of another size are resized so, then thresholded: they stay binary"
+        if kind == "Scales":
+            console.print(f"note: {escape(text)}{more}")
+            continue
         console.print(f"[yellow]warning:[/] {escape(text)}{more}")
 
 
-def _run_jobs(jobs, model, options, console, folder: bool) -> list:
+def _run_jobs(jobs, source, options, console, folder: bool) -> list:
     """Every job's result; a folder run shows a progress bar and reports each failure."""
     from rich.markup import escape
 
@@ -107,7 +131,7 @@ def _run_jobs(jobs, model, options, console, folder: bool) -> list:
     from pconv_cli.inpainting import inpaint_files
 
     if not folder:
-        return list(inpaint_files(model, jobs, options))
+        return list(inpaint_files(source, jobs, options))
     results = []
     bar = progress_bar(
         "inpaint",
@@ -120,7 +144,7 @@ def _run_jobs(jobs, model, options, console, folder: bool) -> list:
     with bar as progress:
         task = progress.add_task("inpaint", total=len(jobs), name="")
         progress.update(task, name=escape(jobs[0].image.name))
-        for result in inpaint_files(model, jobs, options):
+        for result in inpaint_files(source, jobs, options):
             results.append(result)
             if not result.ok:
                 progress.console.print(
@@ -157,7 +181,29 @@ def inpaint(
         metavar="NAME|PATH",
         help="Weights by zoo name (pconv weights list; downloaded once into torch.hub's "
         "cache) or a file: pconv .safetensors, MMagic or naoto0804 .pth. "
-        "[default: the zoo's default entry]",
+        "[default: the zoo's default entry unless --method]",
+        rich_help_panel=_PANEL_SOURCE,
+    ),
+    method: str = typer.Option(
+        None,
+        "--method",
+        metavar="[" + "|".join(_METHODS) + "]",
+        help="A classic method instead of a model: telea / ns (OpenCV, the baselines extra), "
+        "biharmonic (scikit-image), patchmatch (exemplar textures, seeded). "
+        "[default: none: the model]",
+        rich_help_panel=_PANEL_SOURCE,
+    ),
+    blend: str = typer.Option(
+        "auto",
+        "--blend",
+        metavar="[auto|poisson|none]",
+        help="poisson: blend the fill in the gradient domain (no seams, no colour steps at "
+        "the hole's edge); none: paste it as is; auto: poisson, except for weights that "
+        "reproduce their publisher's pipeline (LaMa, MI-GAN, SunnerLi: none). Known pixels "
+        "are never changed.",
+    ),
+    seed: int = typer.Option(
+        0, "--seed", min=0, help="Seed of --method patchmatch (same seed, same bytes)."
     ),
     out: Path = typer.Option(
         None,
@@ -193,9 +239,11 @@ def inpaint(
     strategy: Literal["auto", "full", "crop", "resize"] = typer.Option(
         "auto",
         "--strategy",
-        help="full: the whole image at native resolution. crop: one native-resolution window "
-        "around each hole region. resize: shrink to --resize-limit, inpaint, scale back. "
-        "auto: crop above --crop-trigger, else full.",
+        help="auto: each hole region at the scale its depth needs (native when the model "
+        "fills it there, else coarse-to-fine), windows above --crop-trigger. full: the whole "
+        "image at native resolution. crop: one native-resolution window around each hole "
+        "region. resize: shrink to --resize-limit, inpaint, scale back. Any strategy goes "
+        "coarser where the model would not see a known pixel.",
         rich_help_panel=_PANEL_LARGE,
     ),
     margin: int = typer.Option(
@@ -253,6 +301,18 @@ def inpaint(
     from pconv_cli.files import remove_stale_temporaries
     from pconv_cli.inpaint_jobs import RequestError, plan_jobs
 
+    if weights and method:
+        raise typer.BadParameter(
+            "give --weights or --method, not both (one source at a time)", param_hint="--method"
+        )
+    if method is not None and method not in _METHODS:
+        raise typer.BadParameter(
+            f"unknown method {method!r}; choose from {', '.join(_METHODS)}", param_hint="--method"
+        )
+    if blend not in ("auto", "poisson", "none"):
+        raise typer.BadParameter(
+            f"{blend!r} is not one of auto, poisson, none", param_hint="--blend"
+        )
     fmt = _format_option(file_format)
     try:  # every output is checked before torch and the model load (seconds)
         jobs = plan_jobs(source, mask, out, fmt, overwrite=overwrite)
@@ -270,8 +330,10 @@ def inpaint(
         margin=margin,
         resize_limit=resize_limit,
         crop_trigger=crop_trigger,
+        blend=blend,
+        seed=seed,
         file_format=fmt,
         quality=quality,
         concat=concat,
     )
-    _run(jobs, weights, device, options, folder=source.is_dir())
+    _run(jobs, (weights, method, device), options, folder=source.is_dir())

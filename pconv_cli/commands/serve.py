@@ -47,6 +47,20 @@ def serve(
         help="Also offer these weights (and make them the default). [default: the zoo's "
         "default; every zoo entry available here is offered]",
     ),
+    method: str = typer.Option(
+        None,
+        "--method",
+        metavar="[telea|ns|biharmonic|patchmatch]",
+        help="Make a classic method the page's default source instead of a model (every "
+        "method is offered either way). [default: none: the model]",
+    ),
+    blend: str = typer.Option(
+        "auto",
+        "--blend",
+        metavar="[auto|poisson|none]",
+        help="The page's default blend: auto (poisson, or none for weights that reproduce "
+        "their publisher's pipeline), poisson (gradient domain, no seams) or none.",
+    ),
     device: str = typer.Option(
         "auto",
         "--device",
@@ -85,10 +99,10 @@ def serve(
 ) -> None:
     """Paint a mask in the browser and inpaint (a local web page; needs the web extra).
 
-    The page: open or drop a photo, paint the hole, choose model and strategy,
-    inpaint, compare, inpaint again, download. The API it uses is at /docs. Only
-    this server's own page (and --allowed-origin) may POST; Host headers must name
-    this server (or --allowed-host).
+    The page: open or drop a photo, paint the hole, choose a model or a classic
+    method, the strategy and the blend, inpaint, compare, inpaint again, download.
+    The API it uses is at /docs. Only this server's own page (and --allowed-origin)
+    may POST; Host headers must name this server (or --allowed-host).
     """
     from rich.console import Console
     from rich.markup import escape
@@ -97,6 +111,19 @@ def serve(
     from pconv_cli.web import missing_web_modules
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    if weights and method:
+        raise typer.BadParameter(
+            "give --weights or --method, not both (one source at a time)", param_hint="--method"
+        )
+    if method is not None and method not in ("telea", "ns", "biharmonic", "patchmatch"):
+        raise typer.BadParameter(
+            f"unknown method {method!r}; choose from telea, ns, biharmonic, patchmatch",
+            param_hint="--method",
+        )
+    if blend not in ("auto", "poisson", "none"):
+        raise typer.BadParameter(
+            f"{blend!r} is not one of auto, poisson, none", param_hint="--blend"
+        )
     missing = missing_web_modules()
     if missing:
         raise PconvError(
@@ -120,6 +147,8 @@ def serve(
         host=host,
         allowed_hosts=allowed_host or (),
         allowed_origins=allowed_origin or (),
+        method=method,
+        blend=blend,
     )
     problem = _bind_problem(host, port)
     if problem:
@@ -140,7 +169,8 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         console.print(
             f"pconv serve: http://{shown}:{bound}/ (models: {', '.join(store.choices) or 'none'};"
-            f" default {store.default}; device {store.device}); Ctrl-C stops"
+            f" default {('method ' + method) if method else store.default}; blend {blend}; "
+            f"device {store.device}); Ctrl-C stops"
         )
 
     original_startup = server.startup

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -37,6 +37,7 @@ __all__ = [
     "ImageError",
     "ImageMetadataWarning",
     "LoadedImage",
+    "encode_image",
     "find_images",
     "format_for_suffix",
     "load_image",
@@ -190,16 +191,19 @@ class LoadedImage:
         return self.rgb.shape[0], self.rgb.shape[1]
 
 
-def load_image(path: str | os.PathLike[str]) -> LoadedImage:
+def load_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = None) -> LoadedImage:
     """Read an image file upright: EXIF orientation applied, other EXIF kept.
 
     RGB, RGBA, L and LA stay as they are; 16-bit grey is kept in ``deep`` (the
     network sees its top 8 bits), palette and other modes become RGB (RGBA with
     transparency). 16-bit RGB files are read by Pillow as 8-bit RGB (``bits`` says 16).
+    ``path`` may also be a binary stream (an upload); ``name`` then names it.
     """
-    path = Path(path)
+    stream = hasattr(path, "read")
+    opened = path if stream else Path(path)
+    path = Path(name or "image") if stream else opened
     try:
-        with Image.open(path) as source:
+        with Image.open(opened) as source:
             rawmode = str(source.tile[0].args[0] if isinstance(source.tile[0].args, tuple)
                           else source.tile[0].args) if source.tile else ""  # fmt: skip
             source.load()
@@ -305,6 +309,26 @@ def _save_options(
     if loaded.icc_profile and file_format in _ICC_FORMATS:
         options["icc_profile"] = loaded.icc_profile
     return image, options
+
+
+def encode_image(
+    image: Image.Image,
+    loaded: LoadedImage,
+    *,
+    file_format: str | None = None,
+    quality: int | None = None,
+) -> bytes:
+    """``image`` encoded as :func:`save_image` writes it, as bytes (for uploads/downloads)."""
+    import io
+
+    file_format = (file_format or loaded.format).upper()
+    image, options = _save_options(image, loaded, file_format, quality)
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=file_format, **options)
+    except (OSError, ValueError, KeyError) as error:
+        raise ImageError(f"cannot encode the result as {file_format}: {error}") from None
+    return buffer.getvalue()
 
 
 def save_image(

@@ -38,6 +38,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -735,9 +736,11 @@ def _hole_values(image: Image.Image) -> np.ndarray:
 
 
 def load_mask(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | BinaryIO,
     size: tuple[int, int] | None = None,
     invert: bool = False,
+    *,
+    name: str | None = None,
 ) -> np.ndarray:
     """Read a mask file as a bool array, True = hole (white, value > 127, in the file).
 
@@ -749,13 +752,18 @@ def load_mask(
     :class:`MaskResizedWarning`; a file with more than 5% grey pixels (more than
     :data:`NEAR_BINARY` levels from 0 and 255: JPEG's ringing around a binary mask does
     not count) emits a :class:`MaskContentWarning`. Unreadable, empty or unsupported files
-    raise :class:`MaskError`.
+    raise :class:`MaskError`. ``path`` may also be a binary stream (an upload);
+    ``name`` then stands for the file in messages.
     """
-    path = Path(path)
+    stream = hasattr(path, "read")
+    source = path if stream else Path(path)
+    path = Path(name or "mask") if stream else source
     try:
-        if path.stat().st_size == 0:
+        if (not stream and source.stat().st_size == 0) or (
+            stream and hasattr(source, "getbuffer") and source.getbuffer().nbytes == 0
+        ):
             raise MaskError(f"mask file {path} is empty")
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.load()
             if image.mode not in _LOADABLE_MODES:
                 raise MaskError(

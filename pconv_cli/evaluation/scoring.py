@@ -42,12 +42,6 @@ from torch import Tensor
 
 from pconv_cli.data.images import read_rgb, save_png, to_uint8
 from pconv_cli.data.masks import NVIDIA_BUCKETS, format_ratio_range
-from pconv_cli.evaluation.baselines import (
-    OPENCV_METHODS,
-    OPENCV_RADIUS,
-    check_method,
-    inpaint_classic,
-)
 from pconv_cli.evaluation.feature_metrics import MetricSuite
 from pconv_cli.evaluation.metrics import METRIC_NAMES, compute_metrics
 from pconv_cli.evaluation.pairs import (
@@ -59,6 +53,13 @@ from pconv_cli.evaluation.pairs import (
     iter_batches,
 )
 from pconv_cli.evaluation.set_metrics import FeatureSpool
+from pconv_cli.inpainting.classic import (
+    OPENCV_METHODS,
+    OPENCV_RADIUS,
+    check_method,
+    inpaint_classic,
+)
+from pconv_cli.inpainting.tensors import model_input, run_model
 
 __all__ = [
     "BucketStats",
@@ -86,6 +87,7 @@ class Source:
     """
 
     kind = "source"
+    blend = "none"
 
     def __init__(self, spec: str, label: str | None = None):
         self.spec = spec
@@ -99,21 +101,42 @@ class Source:
 
     def describe(self) -> dict[str, Any]:
         """What the JSON config records about this source."""
-        return {"kind": self.kind, "spec": self.spec}
+        info: dict[str, Any] = {"kind": self.kind, "spec": self.spec}
+        if self.blend != "none":
+            info["blend"] = self.blend
+        return info
+
+
+def _through_inpaint(source: Any, batch: Batch, blend: str, seed: int = 0) -> Tensor:
+    """Each pair as ``pconv inpaint`` fills it (default strategy, ``blend``): uint8 outputs."""
+    from pconv_cli.inpainting.api import inpaint
+
+    outputs = [
+        inpaint(truth, hole, source, blend=blend, seed=seed).image
+        for truth, hole in zip(batch.truth, batch.hole, strict=True)
+    ]
+    return torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
 
 
 class MethodSource(Source):
-    """A classic baseline of :mod:`pconv_cli.evaluation.baselines`, image by image on the CPU."""
+    """A classic method of :mod:`pconv_cli.inpainting.classic`, image by image on the CPU
+    (seeded methods get ``seed``)."""
 
     kind = "method"
 
-    def __init__(self, method: str, label: str | None = None):
+    def __init__(
+        self, method: str, label: str | None = None, *, seed: int = 0, blend: str = "none"
+    ):
         check_method(method)
         super().__init__(method, label)
+        self.seed = seed
+        self.blend = blend
 
     def predict(self, batch: Batch) -> Tensor:
+        if self.blend != "none":
+            return _through_inpaint(self.spec, batch, self.blend, self.seed)
         outputs = [
-            inpaint_classic(self.spec, truth, hole)
+            inpaint_classic(self.spec, truth, hole, seed=self.seed)
             for truth, hole in zip(batch.truth, batch.hole, strict=True)
         ]
         return torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
@@ -122,6 +145,8 @@ class MethodSource(Source):
         info = super().describe()
         if self.spec in OPENCV_METHODS:
             info["inpaint_radius"] = OPENCV_RADIUS
+        if self.spec == "patchmatch":
+            info["seed"] = self.seed
         return info
 
 
@@ -130,24 +155,30 @@ class ModelSource(Source):
 
     Loaded through :func:`pconv_cli.weights.open_weights`, as ``pconv inpaint``
     does, so every format and zoo entry works here too (raises ``WeightsError``).
+    ``blend="none"``: one native pass per batch (MMagic's protocol); ``"poisson"``:
+    each pair through :func:`pconv_cli.inpainting.api.inpaint` with its default
+    strategy, exactly what ``pconv inpaint`` writes.
     """
 
     kind = "weights"
 
-    def __init__(self, spec: str, device: torch.device, label: str | None = None):
+    def __init__(
+        self, spec: str, device: torch.device, label: str | None = None, *, blend: str = "none"
+    ):
         from pconv_cli.weights import expect_kind, model_from_weights, open_weights
 
         super().__init__(spec, label)
         self.device = device
+        self.blend = blend
         self.weights = expect_kind(open_weights(spec), "inpainting")
         self.model = model_from_weights(self.weights, device=device)
 
     def predict(self, batch: Batch) -> Tensor:
-        truth = torch.from_numpy(batch.truth).to(self.device).permute(0, 3, 1, 2)
-        valid = torch.from_numpy(~batch.hole).to(self.device).unsqueeze(1).float()
-        image = truth.float().div_(255.0) * valid  # no truth inside the holes reaches the net
-        with torch.inference_mode():
-            return self.model(image, valid)
+        if self.blend != "none":
+            return _through_inpaint(self.model, batch, self.blend)
+        # the conversion pconv inpaint uses: no truth inside the holes reaches the net
+        image, valid = model_input(batch.truth, batch.hole, self.device)
+        return run_model(self.model, image, valid)
 
     def describe(self) -> dict[str, Any]:
         from dataclasses import asdict

@@ -31,6 +31,11 @@ class ArrayPipelineModel(InpaintingModel):
     A mask value above 0.5 counts as known.
     """
 
+    default_blend = "none"
+    """``--blend auto`` keeps the publisher's pixels (its pipeline composites already)."""
+    sees_hole_pixels = True
+    """The publisher's pipeline resamples the photo as it is, then masks it: so does pconv."""
+
     @property
     def uses_arrays(self) -> bool:
         """Whether ``forward`` runs :meth:`run_arrays` (else the plain net)."""

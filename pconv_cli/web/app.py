@@ -7,10 +7,13 @@ Endpoints (all documented at ``/docs``):
   bundled or in the hub cache, plus the ``--weights`` given at start), the default,
   and the large-image strategies.
 - ``POST /api/inpaint`` (multipart): ``image`` and ``mask`` files (mask: white =
-  hole, the size of the image; ``invert_mask`` flips), optional ``model``,
-  ``strategy`` and ``format`` (``same`` = the image's). Returns the image. It runs
-  :func:`pconv_cli.inpainting.inpaint_file`, as ``pconv inpaint`` does: every known
-  pixel of a lossless output is byte-identical to the input.
+  hole, the size of the image; ``invert_mask`` flips), optional ``model`` or
+  ``method`` (a classic method; one source at a time), ``strategy``, ``blend`` and
+  ``format`` (``same`` = the image's). Returns the image, with the source, strategy
+  and blend in ``X-Pconv-*`` headers and anything worth telling (a resized mask,
+  the working scales) in ``X-Pconv-Notes``. It runs the array API in memory through
+  :func:`pconv_cli.inpainting.files.inpaint_loaded`, as ``pconv inpaint`` does a
+  file: every known pixel of a lossless output is byte-identical to the input.
 - ``POST /api/convert`` (multipart): ``image`` and ``format``: the image re-encoded
   (the page's download in the original format).
 
@@ -37,7 +40,6 @@ import contextvars
 import ipaddress
 import logging
 import re
-import tempfile
 import threading
 import warnings
 from collections.abc import Sequence
@@ -92,6 +94,7 @@ _MEDIA_TYPES = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
 }
+_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 _READ_FORMATS = {"MPO": "JPEG"}  # a phone's multi-picture JPEG is read as its first picture
 
 
@@ -225,55 +228,51 @@ def _output_format(requested: str, input_format: str) -> str:
 
 
 def _inpaint(
-    model, image: bytes, image_format: str, mask: bytes, out_format: str, options: dict
-) -> tuple[bytes, str, list[str]]:
-    """Run ``pconv inpaint``'s file path on the uploads in a private temporary folder."""
-    from pconv_cli.data.images import SUFFIX_OF_FORMAT
-    from pconv_cli.inpainting import InpaintJob, InpaintOptions, inpaint_file
+    source, image: bytes, image_format: str, mask: bytes, out_format: str, options: dict
+) -> tuple[bytes, tuple[str, str], list[str]]:
+    """Inpaint the uploads in memory, as ``pconv inpaint`` does a file (no temporary files):
+    the picture's bytes, (strategy, blend) that ran, the notes."""
+    from pconv_cli.data.images import ImageError, encode_image, load_image
+    from pconv_cli.data.masks import MaskError, load_mask
+    from pconv_cli.inpainting.classic import BaselineError
+    from pconv_cli.inpainting.files import InpaintOptions, inpaint_loaded
 
-    with tempfile.TemporaryDirectory(prefix="pconv-serve-") as folder:
-        root = Path(folder)
-        image_path = root / f"image{SUFFIX_OF_FORMAT[image_format]}"
-        mask_path = root / "mask.png"
-        out = root / f"result{SUFFIX_OF_FORMAT[out_format]}"
-        image_path.write_bytes(image)
-        mask_path.write_bytes(mask)
-        job = InpaintJob(image_path, mask_path, out)
-        result = inpaint_file(model, job, InpaintOptions(file_format=out_format, **options))
-        if not result.ok:
-            raise ApiError(422, result.error.replace(str(root) + "/", ""))
-        notes = [text.replace(str(root) + "/", "") for _, text in result.notes]
-        return out.read_bytes(), result.strategy or "", notes
+    told = ("MaskResizedWarning", "MaskContentWarning", "ImageDepthWarning")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            loaded = load_image(BytesIO(image), name=f"image{_SUFFIXES[image_format]}")
+            hole = load_mask(
+                BytesIO(mask), size=loaded.size, invert=options.pop("invert_mask"), name="mask"
+            )
+            picture, result = inpaint_loaded(
+                source, loaded, hole, InpaintOptions(file_format=out_format, **options),
+                file_format=out_format, mask_name="the mask",
+            )  # fmt: skip
+            data = encode_image(picture, loaded, file_format=out_format)
+    except (ImageError, MaskError, BaselineError, RuntimeError) as error:
+        raise ApiError(422, _one_line(str(error))) from None
+    notes = [text for kind, text in result.notes if kind == "AllHole"]
+    notes += [str(w.message) for w in caught if w.category.__name__ in told]
+    notes += [text for kind, text in result.notes if kind not in ("AllHole",)]
+    return data, (result.strategy or "", result.blend or ""), notes
 
 
 def _convert(image: bytes, image_format: str, out_format: str) -> bytes:
     """``image`` re-encoded in ``out_format`` (pconv's writer: EXIF/ICC kept where possible)."""
     import numpy as np
 
-    from pconv_cli.data.images import (
-        SUFFIX_OF_FORMAT,
-        ImageError,
-        load_image,
-        output_image,
-        save_image,
-    )
+    from pconv_cli.data.images import ImageError, encode_image, load_image, output_image
 
-    with tempfile.TemporaryDirectory(prefix="pconv-serve-") as folder:
-        root = Path(folder)
-        source = root / f"image{SUFFIX_OF_FORMAT[image_format]}"
-        source.write_bytes(image)
-        try:
-            loaded = load_image(source)
-            no_hole = np.zeros(loaded.rgb.shape[:2], dtype=bool)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                picture = output_image(loaded, loaded.rgb, no_hole, out_format)
-            out = save_image(root / f"out{SUFFIX_OF_FORMAT[out_format]}", picture, loaded,
-                             file_format=out_format)  # fmt: skip
-        except ImageError as exc:  # e.g. a truncated file: its header was fine
-            message = str(exc).replace(str(root) + "/", "").replace(str(root), "")
-            raise ApiError(400, message) from None
-        return out.read_bytes()
+    try:  # e.g. a truncated file: its header was fine
+        loaded = load_image(BytesIO(image), name=f"image{_SUFFIXES[image_format]}")
+        no_hole = np.zeros(loaded.rgb.shape[:2], dtype=bool)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            picture = output_image(loaded, loaded.rgb, no_hole, out_format)
+        return encode_image(picture, loaded, file_format=out_format)
+    except ImageError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def _host_name(netloc: str) -> str:
@@ -408,16 +407,26 @@ def create_app(
     host: str = "127.0.0.1",
     allowed_hosts: Sequence[str] = (),
     allowed_origins: Sequence[str] = (),
+    method: str | None = None,
+    blend: str = "auto",
 ) -> FastAPI:
     """The app. ``weights``: an extra zoo name or file offered (and the default);
-    ``device``: where models run (``auto``: CUDA, then MPS, then CPU); ``host``: the
-    address served (``Host`` headers must name it, a loopback name, or one of
-    ``allowed_hosts``; ``*`` admits any); ``allowed_origins``: other web origins
+    ``method``: a classic method as the default source instead of a model; ``blend``:
+    the default blend; ``device``: where models run (``auto``: CUDA, then MPS, then CPU);
+    ``host``: the address served (``Host`` headers must name it, a loopback name, or one
+    of ``allowed_hosts``; ``*`` admits any); ``allowed_origins``: other web origins
     (``https://name``) whose pages may POST; ``max_pass_pixels``: the largest model pass
     (None: no limit)."""
     from pconv_cli.devices import resolve_device
-    from pconv_cli.inpainting import STRATEGIES
+    from pconv_cli.inpainting.blending import BLENDS
+    from pconv_cli.inpainting.classic import CLASSIC_METHODS, USER_METHODS
+    from pconv_cli.inpainting.strategy import STRATEGIES
 
+    if method is not None and method not in USER_METHODS:
+        raise ValueError(f"method {method!r}: use {', '.join(USER_METHODS)}")
+    if blend not in BLENDS:
+        raise ValueError(f"blend {blend!r}: use {', '.join(BLENDS)}")
+    default_method, default_blend = method, blend
     store = ModelStore(weights, resolve_device(device))
     limit = max_upload_mb * 2**20
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pconv-inpaint")
@@ -504,15 +513,31 @@ def create_app(
 
     @app.get("/api/models")
     async def models() -> dict[str, Any]:
-        """The models on offer (zoo entries present here and --weights) and the strategies."""
-        return {"models": store.describe(), "default": store.default, "strategies": STRATEGIES}
+        """The models on offer (zoo entries present here and --weights), the classic
+        methods, the strategies and the blends (defaults first)."""
+        return {
+            "models": store.describe(),
+            "default": store.default,
+            "methods": [
+                {"name": name, "description": CLASSIC_METHODS[name].description}
+                for name in USER_METHODS
+            ],
+            "default_method": default_method,
+            "strategies": list(STRATEGIES),
+            "blends": list(BLENDS),
+            "default_blend": default_blend,
+        }
 
     @app.post("/api/inpaint")
     async def inpaint(
         image: UploadFile = File(..., description="The photo (PNG, JPEG, WebP, BMP, TIFF)."),
         mask: UploadFile = File(..., description="The mask: white = hole, the image's size."),
         model: str = Form("", description="A name from /api/models (empty: the default)."),
+        method: str = Form(
+            "", description="A classic method from /api/models instead of a model."
+        ),
         strategy: str = Form("auto", description="auto, full, crop or resize."),
+        blend: str = Form("", description="poisson or none (empty: the server's default)."),
         invert_mask: bool = Form(False, description="The mask is black = hole."),
         format: str = Form("same", description="Output format: same (the image's), png, ..."),
     ) -> Response:
@@ -523,24 +548,32 @@ def create_app(
         _image_format(mask_bytes, "mask", max_pixels)
         if strategy not in STRATEGIES:
             raise ApiError(400, f"strategy {strategy!r}: use {', '.join(STRATEGIES)}")
+        blend_used = blend or default_blend
+        if blend_used not in BLENDS:
+            raise ApiError(400, f"blend {blend!r}: use {', '.join(BLENDS)}")
+        if model and method:
+            raise ApiError(400, "give model or method, not both (one source at a time)")
+        chosen_method = method or (None if model else default_method)
+        if chosen_method is not None and chosen_method not in USER_METHODS:
+            raise ApiError(400, f"method {method!r}: use {', '.join(USER_METHODS)}")
         out_format = _output_format(format, image_format)
-        choice = store.resolve(model)
-        options = {"strategy": strategy, "invert_mask": invert_mask,
+        choice = None if chosen_method else store.resolve(model)
+        options = {"strategy": strategy, "invert_mask": invert_mask, "blend": blend_used,
                    "max_pass_pixels": max_pass_pixels}  # fmt: skip
 
-        def job() -> tuple[bytes, str, list[str]]:
-            return _inpaint(
-                store.model(choice), image_bytes, image_format, mask_bytes, out_format, options
-            )
+        def job() -> tuple[bytes, tuple[str, str], list[str]]:
+            source = chosen_method or store.model(choice)
+            return _inpaint(source, image_bytes, image_format, mask_bytes, out_format, options)
 
-        data, used, notes = await run(job)
+        data, (used, blend_ran), notes = await run(job)
         from pconv_cli.data.images import SUFFIX_OF_FORMAT
 
         name = f"{_safe_stem(image.filename)}_inpainted{SUFFIX_OF_FORMAT[out_format]}"
         headers = {
             "Content-Disposition": f'inline; filename="{name}"',
-            "X-Pconv-Model": choice.name,
+            "X-Pconv-Model": choice.name if choice else f"method:{chosen_method}",
             "X-Pconv-Strategy": used,
+            "X-Pconv-Blend": blend_ran or blend_used,
         }
         if notes:
             headers["X-Pconv-Notes"] = " | ".join(notes).encode("ascii", "replace").decode()

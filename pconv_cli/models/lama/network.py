@@ -133,6 +133,9 @@ class LamaGenerator(nn.Module):
     LaMa's generator alone on its 4-channel input.
     """
 
+    default_blend = "none"
+    """``--blend auto`` composites as LaMa's predict.py does (pixels as LaMa's own code)."""
+
     def __init__(self, config: LamaConfig):
         super().__init__()
         c = config

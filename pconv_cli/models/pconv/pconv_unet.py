@@ -14,6 +14,7 @@ cropped back.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,7 +30,7 @@ from pconv_cli.models.inpainting import (
 )
 from pconv_cli.models.registry import register_model
 from pconv_cli.nn.blocks import ConvBlock
-from pconv_cli.nn.partial_conv import ChannelMask, PartialConv2d
+from pconv_cli.nn.partial_conv import ChannelMask, PartialConv2d, mask_window_sums
 
 __all__ = ["PConvUNet", "UNetConfig", "encoder_channels", "pconv_unet"]
 
@@ -220,6 +221,40 @@ class PConvUNet(nn.Module):
         """Inputs are padded to a multiple of this internally."""
         return 2**self.layers
 
+    def update_mask(self, mask: Tensor) -> Tensor:
+        """The update mask of ``dec1`` for ``mask`` (N, 1|3, H, W), 1 = valid: (N, 1, H, W).
+
+        1 where the output pixel's chain of windows reached a valid input pixel, 0
+        where it did not (``forward`` then outputs ``dec1``'s bias there: a flat
+        colour). Computed from the mask arithmetic alone (window sums), as
+        ``forward`` does it, at a small fraction of its cost.
+        """
+        h, w = mask.shape[-2:]
+        m = (mask.float().amax(1, keepdim=True) > 0).float()
+        m = pad_to_multiple(m, m, self.size_multiple)[1]
+        image_mask, masks = m, []
+        for level in range(1, self.layers + 1):
+            m = _window_any(m, getattr(self.encoder, f"enc{level}").conv)
+            masks.append(m)
+        for level in range(self.layers, 0, -1):
+            skip = masks[level - 2] if level > 1 else image_mask
+            up = F.interpolate(m, scale_factor=2.0, mode="nearest")
+            m = _window_any(up + skip, getattr(self.decoder, f"dec{level}").conv)
+        return m[..., :h, :w]
+
+    @property
+    def reach(self) -> int:
+        """The largest hole depth (px) whose pixels all see a known pixel: a hole pixel
+        at most this far (Euclidean) from a known pixel never outputs the raw bias."""
+        return _reach(self.layers)
+
+    @property
+    def fill_radius(self) -> float:
+        """The hole depth (px) this net fills well: a quarter of :attr:`reach`, the
+        distance at which a hole pixel still sees known pixels through every level
+        but the two deepest (see ``pconv_cli.inpainting.strategy``)."""
+        return _reach(self.layers) / 4
+
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
         mask = check_inputs(image, mask)
         h, w = image.shape[-2:]
@@ -249,6 +284,35 @@ class PConvUNet(nn.Module):
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
         return self
+
+
+def _window_any(mask: Tensor, conv: PartialConv2d) -> Tensor:
+    """1 where ``conv``'s window over ``mask`` (N, 1, H, W) holds a non-zero value."""
+    sums = mask_window_sums(mask, conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+    return (sums > 0).float()
+
+
+@functools.lru_cache(maxsize=8)
+def _reach(layers: int) -> int:
+    """:attr:`PConvUNet.reach`, measured: the smallest half-width, over every alignment of
+    one known pixel to the stride grid, of the box of output pixels that see it.
+
+    Window sums and nearest upsampling act on rows and columns separately, so that
+    set is a box and a (1, W) strip per alignment measures it.
+    """
+    net = PConvUNet(layers=layers, width=1 / 64)
+    step = 2**layers
+    size = 8 * step
+    offsets = torch.arange(step)
+    mask = torch.zeros(step, 1, step, size)
+    mask[offsets, 0, 0, size // 2 + offsets] = 1.0
+    with torch.no_grad():
+        seen = net.update_mask(mask)[:, 0, 0] > 0  # (alignments, size)
+    columns = torch.arange(size)
+    centre = (size // 2 + offsets)[:, None]
+    left = torch.where(seen, centre - columns, 0).amax(1)
+    right = torch.where(seen, columns - centre, 0).amax(1)
+    return int(torch.minimum(left, right).min())
 
 
 @register_model(

@@ -296,8 +296,10 @@ async function inpaint() {
     const form = new FormData();
     form.append("image", state.current, state.name + "." + (FORMAT_OF_TYPE[state.current.type] || "png"));
     form.append("mask", await maskBlob(), "mask.png");
-    form.append("model", model);
+    if (model.startsWith("method:")) form.append("method", model.slice(7));
+    else form.append("model", model);
     form.append("strategy", $("strategy").value);
+    form.append("blend", $("blend").value);
     form.append("format", "png"); // lossless working copy; Download re-encodes
     const response = await fetch("/api/inpaint", { method: "POST", body: form });
     if (!response.ok) throw new Error(await errorText(response));
@@ -312,7 +314,9 @@ async function inpaint() {
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     const used = response.headers.get("X-Pconv-Strategy") || "";
     const notes = response.headers.get("X-Pconv-Notes");
-    setStatus(`Done in ${seconds} s (${response.headers.get("X-Pconv-Model")}, ${used}).` +
+    const blend = response.headers.get("X-Pconv-Blend") || "";
+    setStatus(`Done in ${seconds} s (${response.headers.get("X-Pconv-Model")}, ${used}, ` +
+      `blend ${blend}).` +
       (notes ? ` Note: ${notes}` : " Paint again to continue, or Download."), "done");
   } catch (err) {
     showError(`Inpainting failed: ${err.message}`);
@@ -379,7 +383,18 @@ async function loadModels() {
       option.selected = model.default;
       $("model").add(option);
     }
+    for (const method of info.methods || []) {
+      const option = new Option(`${method.name} (classic)`, `method:${method.name}`);
+      option.title = method.description;
+      option.selected = method.name === info.default_method;
+      $("model").add(option);
+    }
     for (const strategy of info.strategies) $("strategy").add(new Option(strategy, strategy));
+    for (const blend of info.blends || []) {
+      const option = new Option(blend, blend);
+      option.selected = blend === info.default_blend;
+      $("blend").add(option);
+    }
     if (info.models.length === 0) showError("No model is available: start pconv serve --weights FILE");
   } catch (err) {
     showError(`Cannot reach the pconv server: ${err.message}`);
