@@ -1,5 +1,6 @@
 import urllib.error
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -161,3 +162,55 @@ def test_imagenet_weights_come_from_the_hub_cache(tmp_path, monkeypatch, random_
     features = load_vgg16_features("imagenet", download=False)
     torch.testing.assert_close(features.features[0].weight, random_vgg16.features[0].weight)
     assert isinstance(features, VGG16Features)
+
+
+def test_hole_ssim_term_matches_scikit_image_and_weighs_images_alike():
+    """With a whole-image hole the term is 1 - scikit-image's SSIM (Gaussian, sigma 1.5);
+    a small hole's image weighs as much as a large hole's (mean over the hole's windows)."""
+    from skimage.metrics import structural_similarity
+
+    from pconv_cli.train.losses import hole_ssim_loss
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 48, 40, dtype=torch.float64)
+    output = (target + 0.1 * torch.randn_like(target)).clamp(0, 1)
+    everything = torch.ones(2, 1, 48, 40, dtype=torch.float64)
+    reference = np.mean([
+        structural_similarity(
+            output[i].permute(1, 2, 0).numpy(), target[i].permute(1, 2, 0).numpy(),
+            channel_axis=2, data_range=1, gaussian_weights=True, sigma=1.5,
+            use_sample_covariance=False,
+        )
+        for i in range(2)
+    ])  # fmt: skip
+    assert abs(float(hole_ssim_loss(output, target, everything)) - (1 - reference)) < 1e-9
+    # one image with a 4x4 hole, one with a whole-image hole: each counts half
+    small = torch.zeros(1, 1, 48, 40, dtype=torch.float64)
+    small[..., 20:24, 18:22] = 1
+    comp = torch.where(small.bool(), output[:1], target[:1])
+    both = hole_ssim_loss(torch.cat([comp, output[1:]]), target, torch.cat([small, everything[1:]]))
+    alone = [
+        hole_ssim_loss(comp, target[:1], small),
+        hole_ssim_loss(output[1:], target[1:], everything[1:]),
+    ]
+    assert abs(float(both) - float(sum(alone)) / 2) < 1e-12
+    # the small hole's term: 1 - scikit-image's SSIM map averaged over the window centres
+    # (5-pixel border cropped) within 5 px (a square) of the hole, not over the whole image
+    _, full_map = structural_similarity(
+        comp[0].permute(1, 2, 0).numpy(), target[0].permute(1, 2, 0).numpy(), channel_axis=2,
+        data_range=1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, full=True,
+    )  # fmt: skip
+    near = np.zeros((48, 40), bool)
+    near[15:29, 13:27] = True
+    expected = (1 - full_map[near]).mean()
+    assert abs(float(alone[0]) - expected) < 1e-9
+    assert expected > 5 * (1 - full_map[5:-5, 5:-5]).mean()
+    # no hole, no loss; and the term joins the total only with a weight
+    assert float(hole_ssim_loss(target, target, torch.zeros_like(everything))) == 0
+    loss = InpaintingLoss(LossWeights(ssim=0.5))
+    mask = torch.ones(2, 1, 48, 40)
+    mask[..., 10:30, 10:30] = 0
+    total, terms = loss(output.float(), target.float(), mask)
+    plain_total, plain_terms = InpaintingLoss()(output.float(), target.float(), mask)
+    assert "ssim" in terms and "ssim" not in plain_terms
+    assert abs(float(total - plain_total) - 0.5 * float(terms["ssim"])) < 1e-5

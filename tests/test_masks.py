@@ -339,3 +339,32 @@ def test_default_margin_scales_with_shorter_side() -> None:
     assert default_margin((512, 512)) == 50
     assert default_margin((256, 256)) == 25
     assert default_margin((300, 1000)) == 29
+
+
+def test_occlusion_masks_are_thin_curvy_strokes_at_small_ratios() -> None:
+    """NVIDIA-like: in the 1-10 % bucket most hole pixels lie within 3 px of a valid pixel
+    (thin bands), and the holes are longer than wide (not discs or boxes)."""
+    from scipy import ndimage
+
+    near, elongation = [], []
+    for seed in range(30):
+        hole = generate_mask(
+            "occlusion", np.random.default_rng([11, seed]), size=(256, 256), hole_ratio=(0.01, 0.1)
+        )
+        depth = ndimage.distance_transform_edt(hole)  # distance to the nearest valid pixel
+        near.append(np.mean(depth[hole] <= 3))
+        area, width = hole.sum(), 2 * depth[hole].mean()
+        elongation.append(area / width**2)  # a band of length L, width w: L / w
+    assert np.median(near) > 0.7, near
+    assert np.median(elongation) > 20, elongation
+
+
+def test_plus_joined_kinds_pick_each_kind_uniformly() -> None:
+    rng = np.random.default_rng(0)
+    picks = [resolve_kind("box+occlusion", rng) for _ in range(2000)]
+    assert abs(picks.count("box") / len(picks) - 0.5) < 0.04
+    assert set(picks) == {"box", "occlusion"}
+    hole = generate_mask("irregular+occlusion", np.random.default_rng(1), hole_ratio=(0.1, 0.2))
+    assert 0.1 <= hole.mean() < 0.2
+    with pytest.raises(MaskError, match="unknown mask kind 'blob'"):
+        generate_mask("occlusion+blob", np.random.default_rng(0))

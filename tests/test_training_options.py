@@ -102,3 +102,29 @@ def test_default_model_preset_has_a_recipe_per_stage(tmp_path):
     assert second.model["layers"] == 3  # the model is the init's
     # the user's options still win over the preset's
     assert resolve_config({**base, "steps": 7, "lr": 1e-3}).steps == 7
+
+
+def test_default_model_stage_3_continues_stage_2(tmp_path):
+    """The preset's stage 3 (NVIDIA-like masks, SSIM term) starts from OUT/stage2's newest
+    checkpoint and writes OUT/stage3; its options are the preset's."""
+    run = tmp_path / "run"
+    tiny = ["--data", str(EXAMPLES), "--size", "32", "--batch", "2", "--workers", "0",
+            "--vgg-weights", "none", "--device", "cpu", "--save-every", "1"]  # fmt: skip
+    runner = CliRunner()
+    first = runner.invoke(app, ["train", *tiny, "--layers", "3", "--width", "0.125",
+                                "--out", str(run), "--steps", "1"])  # fmt: skip
+    assert first.exit_code == 0, first.output
+    for stage in (2, 3):
+        result = runner.invoke(app, ["train", "--preset", "default-model", *tiny, "--out",
+                                     str(run), "--stage", str(stage), "--steps", "2"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    third = json.loads((run / "stage3" / "config.json").read_text())
+    assert third["init"] == str(run / "stage2" / "checkpoints" / "step-00000002.safetensors")
+    assert third["masks"] == "mixed+occlusion" and third["hole_ratio"] == "0.01-0.6"
+    assert third["loss_weights"]["ssim"] == 0.5 and third["loss_weights"]["tv"] == 6.0
+    assert third["loss_weights"]["valid"] == 0.0 and third["loss_weights"]["hole"] == 6.0
+    assert third["freeze_encoder_bn"] and third["lr_schedule"] == "cosine"
+    logged = [json.loads(line) for line in (run / "stage3" / "log.jsonl").read_text().splitlines()]
+    assert any("ssim" in entry for entry in logged)
+    second = json.loads((run / "stage2" / "config.json").read_text())
+    assert second["loss_weights"]["ssim"] == 0.0 and second["masks"] == "mixed"

@@ -94,7 +94,7 @@ OPTIONS: tuple[_Option, ...] = (
         help="Root of a file list's paths. [default: the list's folder]",
     )),
     _Option("stage", int, _opt(
-        "--stage", panel=_PANEL_RUN, min=1, max=2,
+        "--stage", panel=_PANEL_RUN, min=1, max=3,
         help=f"Training stage of the family's recipe. {_per_family('stages')}. [default: 1]",
     ), finetune=False),
     _Option("init", str, _opt(

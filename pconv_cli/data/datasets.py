@@ -131,7 +131,7 @@ class MaskSource:
             if not files:
                 raise DataError(f"--masks {spec}: the folder holds no mask images")
             return cls(files=files, invert=invert)
-        if spec in mask_lib.MASK_KINDS:
+        if all(part in mask_lib.MASK_KINDS for part in spec.split("+")):
             ratio = None
             if hole_ratio is not None:
                 try:
@@ -140,7 +140,8 @@ class MaskSource:
                     raise DataError(f"--hole-ratio: {exc}") from None
             return cls(kind=spec, invert=invert, hole_ratio=ratio)
         raise DataError(
-            f"--masks {spec}: neither a folder nor a mask kind ({', '.join(mask_lib.MASK_KINDS)})"
+            f"--masks {spec}: neither a folder nor a mask kind "
+            f"({', '.join(mask_lib.MASK_KINDS)}, or several joined by +)"
         )
 
     def describe(self) -> str:

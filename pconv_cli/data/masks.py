@@ -64,6 +64,7 @@ DEFAULT_HOLE_RATIO: dict[str, tuple[float, float] | None] = {
     "thin": (0.0, 0.5),  # LaMa rejects masks covering more than half the image
     "medium": (0.0, 0.5),
     "thick": (0.0, 0.5),
+    "occlusion": (0.01, 0.6),  # NVIDIA's test buckets
 }
 """Hole-ratio range each kind is redrawn into when ``hole_ratio`` is None (None = any)."""
 
@@ -528,8 +529,12 @@ def check_mask_request(
     margin: int | None = None,
 ) -> None:
     """Raise :class:`MaskError` when no mask can satisfy the request (cheap, draws nothing)."""
-    if kind not in MASK_KINDS:
-        raise MaskError(f"unknown mask kind {kind!r}; choose from {', '.join(MASK_KINDS)}")
+    unknown = [part for part in kind.split("+") if part not in MASK_KINDS]
+    if unknown:
+        raise MaskError(
+            f"unknown mask kind {unknown[0]!r}; choose from {', '.join(MASK_KINDS)} "
+            "(or several joined by +)"
+        )
     height, width = size
     if height < _MIN_SIDE or width < _MIN_SIDE:
         raise MaskError(
@@ -567,7 +572,11 @@ def check_mask_request(
 
 
 def resolve_kind(kind: str, rng: np.random.Generator) -> str:
-    """The concrete kind to draw: ``mixed`` picks one by :data:`MIXED_WEIGHTS`, others pass."""
+    """The concrete kind to draw: ``A+B`` picks one of its kinds uniformly, ``mixed`` one by
+    :data:`MIXED_WEIGHTS`; others pass."""
+    if "+" in kind:
+        parts = kind.split("+")
+        kind = parts[int(rng.integers(len(parts)))]
     if kind != "mixed":
         return kind
     names = list(MIXED_WEIGHTS)
@@ -592,8 +601,9 @@ def generate_mask(
     4..11 vertices with round joints), ``box`` (1..3 rectangles, sides 1/8 to 1/2 of
     256 scaled, 10 px at 256 from the border), ``thin``/``medium``/``thick`` (LaMa-like
     presets: many narrow strokes; fewer, wider strokes plus boxes with p=0.3; 1..5
-    very wide strokes plus larger boxes), ``mixed`` (one of those, drawn with
-    :data:`MIXED_WEIGHTS`).
+    very wide strokes plus larger boxes), ``occlusion`` (see :func:`_draw_occlusion`),
+    ``mixed`` (one of the first six, drawn with :data:`MIXED_WEIGHTS`); ``A+B`` picks one
+    of its kinds uniformly.
 
     ``hole_ratio=(lo, hi)`` asks for ``lo <= ratio < hi`` (None: the kind's default
     range, :data:`DEFAULT_HOLE_RATIO`); ``border`` and ``margin`` as in the module
@@ -602,9 +612,11 @@ def generate_mask(
     check_mask_request(kind, size, hole_ratio, border, margin)
     kind = resolve_kind(kind, rng)
     frame = _Frame(size[0], size[1], border, default_margin(size) if margin is None else margin)
-    recipe = _recipe_for(kind, frame)
+    recipe = None if kind == "occlusion" else _recipe_for(kind, frame)
     for _ in range(max(1, max_tries)):
-        if hole_ratio is None:
+        if recipe is None:
+            hole = _draw_occlusion(rng, frame, hole_ratio or DEFAULT_HOLE_RATIO[kind])
+        elif hole_ratio is None:
             hole = _draw_natural(rng, frame, recipe, DEFAULT_HOLE_RATIO[kind])
         else:
             hole = _fill_towards_ratio(rng, frame, recipe, hole_ratio)
@@ -648,6 +660,67 @@ def _draw_natural(
     if count == 0 or not _meets_border(hole, frame):
         return None
     if accepted is not None and not in_ratio_range(count / hole.size, *accepted):
+        return None
+    return hole
+
+
+# --------------------------------------------------------------------------- occlusion
+
+
+def _smooth_field(rng: np.random.Generator, frame: _Frame, cells: int) -> np.ndarray:
+    """Gaussian noise on a grid of about ``cells`` cells along the shorter side, bicubically
+    upsampled to the frame: a smooth random field, float32 (H, W), roughly unit variance."""
+    short = min(frame.height, frame.width)
+    grid_h = max(2, round(cells * frame.height / short)) + 2
+    grid_w = max(2, round(cells * frame.width / short)) + 2
+    grid = rng.standard_normal((grid_h, grid_w)).astype(np.float32)
+    image = Image.fromarray(grid, mode="F")
+    box = (1.0, 1.0, grid_w - 1.0, grid_h - 1.0)  # skip the outer cells: no edge artefacts
+    field = image.resize((frame.width, frame.height), Image.Resampling.BICUBIC, box=box)
+    return np.asarray(field, dtype=np.float32)
+
+
+def _draw_occlusion(
+    rng: np.random.Generator, frame: _Frame, hole_ratio: tuple[float, float]
+) -> np.ndarray | None:
+    """A mask like NVIDIA's irregular test masks (occlusion/disocclusion between video frames).
+
+    Holes are bands along 1..3 level lines of a smooth random field: the distance
+    ``|f - c| / |grad f|`` to the line, roughened by fine noise, below a half-width that
+    varies smoothly along the line; a second field hides parts of the lines (open,
+    curvy strokes), and with probability 0.3 one side of a level line is filled as
+    well (a blob). The hole is the target count (drawn in ``hole_ratio``) of pixels
+    nearest to the lines relative to the local width: small ratios give thin curvy
+    strokes, large ones thick blobby bands. None when the range or border test fails.
+    """
+    low, high = _count_bounds(*hole_ratio, frame.height * frame.width)
+    target = int(rng.integers(low, high + 1))
+    scale = min(frame.height, frame.width) / 256
+    field = _smooth_field(rng, frame, int(rng.integers(2, 7)))
+    grad_y, grad_x = np.gradient(field)
+    slope = np.hypot(grad_x, grad_y) + 1e-6
+    levels = rng.uniform(-0.8, 0.8, size=int(rng.integers(1, 4)))
+    distance = np.min(np.abs(field[None] - levels[:, None, None]), axis=0) / slope
+    rough = _smooth_field(rng, frame, int(rng.integers(16, 48)))
+    distance = distance + float(rng.uniform(0.0, 1.5)) * scale * np.abs(rough)
+    width = np.exp(0.7 * _smooth_field(rng, frame, int(rng.integers(2, 6))))
+    visible = _smooth_field(rng, frame, int(rng.integers(2, 5)))
+    hidden = visible < float(rng.uniform(-1.5, 0.3))
+    if rng.random() < 0.3:
+        blob = field > float(rng.uniform(0.8, 1.8))
+        distance = np.where(blob, 0.0, distance)
+    distance = np.where(hidden, np.inf, distance / width)
+    keep_out = frame.keep_out
+    if keep_out:
+        distance[:keep_out] = distance[-keep_out:] = np.inf
+        distance[:, :keep_out] = distance[:, -keep_out:] = np.inf
+    finite = np.sort(distance[np.isfinite(distance)], axis=None)
+    if finite.size < low:
+        return None
+    threshold = finite[min(target, finite.size) - 1]
+    hole = distance <= threshold
+    count = int(np.count_nonzero(hole))
+    if not (low <= count <= high) or not _meets_border(hole, frame):
         return None
     return hole
 

@@ -319,9 +319,13 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
 
 
 def _continue_stage(overrides: dict[str, Any]) -> dict[str, Any]:
-    """``--stage 2`` without ``--init``: start from the newest checkpoint of the stage-1 run
-    in ``--out``, writing into ``OUT/stage2`` (unchanged if ``--out`` holds no earlier stage)."""
-    out = Path(overrides.get("out") or ".")
+    """``--stage N`` without ``--init``: start from the newest checkpoint of the run of stage
+    N-1 (``OUT/stageN-1`` for N > 2, else ``OUT``), writing into ``OUT/stageN`` (unchanged if
+    ``--out`` holds no earlier stage)."""
+    root = Path(overrides.get("out") or ".")
+    out = root / f"stage{overrides['stage'] - 1}"
+    if overrides["stage"] <= 2 or not (out / "config.json").is_file():
+        out = root
     if not (out / "config.json").is_file():
         return overrides
     earlier = read_config(out)
@@ -333,7 +337,7 @@ def _continue_stage(overrides: dict[str, Any]) -> dict[str, Any]:
     if earlier.stage >= overrides["stage"] or not steps:
         return overrides
     stage = overrides["stage"]
-    return {**overrides, "init": str(steps[-1]), "out": str(out / f"stage{stage}")}
+    return {**overrides, "init": str(steps[-1]), "out": str(root / f"stage{stage}")}
 
 
 def _training_size(weights: Any) -> int | None:

@@ -9,7 +9,7 @@ take the discriminator's raw scores or features; they know no model.
 The loss of Liu et al. (ECCV 2018), every term separately weighted and logged:
 
     L = 1*L_valid + 6*L_hole + 0.05*(L_perc_out + L_perc_comp)
-        + 120*(L_style_out + L_style_comp) + 0.1*L_tv
+        + 120*(L_style_out + L_style_comp) + 0.1*L_tv  (+ ssim*L_ssim, 0 by default)
 
 Conventions: ``output`` and ``target`` are float RGB on the [0, 1] scale
 (N, 3, H, W); ``mask`` is (N, 1, H, W), 1 = valid, 0 = hole. Normalisations are
@@ -45,6 +45,7 @@ __all__ = [
     "VGGWeightsError",
     "feature_matching_loss",
     "gram_matrix",
+    "hole_ssim_loss",
     "load_vgg16_features",
     "masked_l1",
     "r1_penalty",
@@ -70,6 +71,7 @@ class LossWeights:
     perceptual: float = 0.05
     style: float = 120.0
     tv: float = 0.1
+    ssim: float = 0.0  # not in the paper: see :func:`hole_ssim_loss`
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -194,13 +196,41 @@ def total_variation(image: Tensor, region: Tensor) -> Tensor:
     return (dh.sum() + dv.sum()) / image.numel()
 
 
+def hole_ssim_loss(comp: Tensor, target: Tensor, hole: Tensor) -> Tensor:
+    """Mean over images of ``1 - SSIM`` over the windows that see a hole pixel.
+
+    SSIM as :mod:`pconv_cli.evaluation.metrics` scores it (Gaussian window, sigma
+    1.5, 'valid' region), per channel, on [0, 1] images; each image's map is averaged
+    over the window centres within the window radius of its hole, so a 2 % hole
+    weighs as much as a 50 % one (the L1 terms divide by the image's size instead).
+    ``hole`` is (N, 1, H, W), 1 = hole. Images without a hole add 0.
+    """
+    from pconv_cli.evaluation.metrics import gaussian_kernel1d
+
+    kernel = gaussian_kernel1d(dtype=comp.dtype).to(comp.device)
+    radius, taps, channels = kernel.numel() // 2, kernel.numel(), comp.shape[1]
+    row = kernel.view(1, 1, 1, taps).expand(4 * channels, 1, 1, taps)
+    col = kernel.view(1, 1, taps, 1).expand(4 * channels, 1, taps, 1)
+    maps = torch.cat([comp, target, comp * comp + target * target, comp * target], 1)
+    moments = F.conv2d(F.conv2d(maps, row, groups=4 * channels), col, groups=4 * channels)
+    mx, my, mxxyy, mxy = moments.split(channels, dim=1)
+    c1, c2 = 0.01**2, 0.03**2
+    cov2 = 2 * (mxy - mx * my)
+    var_sum = mxxyy - mx * mx - my * my
+    ssim_map = (2 * mx * my + c1) * (cov2 + c2) / ((mx * mx + my * my + c1) * (var_sum + c2))
+    near = F.max_pool2d(hole, taps, stride=1, padding=radius)[..., radius:-radius, radius:-radius]
+    area = near.sum(dim=(1, 2, 3))
+    per_image = ((1 - ssim_map) * near).sum(dim=(1, 2, 3)) / (channels * area).clamp_min(1)
+    return per_image.mean()
+
+
 class InpaintingLoss(nn.Module):
     """``forward(output, target, mask) -> (total, terms)``; see the module docstring.
 
     ``terms`` holds every weighted-before term as a detached scalar tensor:
     ``valid``, ``hole``, ``perceptual_out``, ``perceptual_comp``, ``style_out``,
-    ``style_comp``, ``tv``. With ``vgg=None`` the perceptual and style terms are
-    left out.
+    ``style_comp``, ``tv`` (and ``ssim`` when its weight is not 0). With ``vgg=None``
+    the perceptual and style terms are left out.
     """
 
     def __init__(self, weights: LossWeights | None = None, vgg: VGG16Features | None = None):
@@ -243,7 +273,11 @@ class InpaintingLoss(nn.Module):
         terms["tv"] = total_variation(comp, dilated_hole)
 
         w = self.weights
+        if w.ssim:
+            terms["ssim"] = hole_ssim_loss(comp, target, hole)
         total = w.valid * terms["valid"] + w.hole * terms["hole"] + w.tv * terms["tv"]
+        if w.ssim:
+            total = total + w.ssim * terms["ssim"]
         if self.vgg is not None:
             total = total + w.perceptual * (terms["perceptual_out"] + terms["perceptual_comp"])
             total = total + w.style * (terms["style_out"] + terms["style_comp"])

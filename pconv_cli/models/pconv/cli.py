@@ -17,7 +17,8 @@ CLI = FamilyCli(
         "unet": "the same U-Net with plain convolutions",
     },
     stages="1 from scratch (lr 2e-4); 2 fine-tunes --init, or the newest stage-1 checkpoint "
-    "in --out, with lr 5e-5 and the encoder's BN frozen",
+    "in --out, with lr 5e-5 and the encoder's BN frozen; 3 fine-tunes further (from --init "
+    "or OUT/stage2; the default model's recipe)",
     presets={
         "demo": "128 px, 400 steps, no VGG",
         "default-model": "the recipe of the bundled model (then --stage 2 with the same --out)",
