@@ -1,8 +1,9 @@
 """Score the default path of ``pconv inpaint`` against OpenCV Telea, per NVIDIA bucket.
 
 "The default path" is what ``pconv inpaint photo --mask m.png`` does as typed: the
-bundled default weights (or ``--weights``), :func:`pconv_cli.inpainting.inpaint_image`
-with its default strategy and blending; only hole pixels change. Each photo is mapped
+bundled default weights (or ``--weights``), :func:`pconv_cli.inpainting.inpaint` with
+its default strategy and ``--blend auto`` (Poisson for PConv); only hole pixels change.
+``--blend none --blend auto`` scores both compositings side by side. Each photo is mapped
 to the mask size as ``pconv eval`` does (``--crop center``: scaled so that it covers the
 mask, then centre-cropped); mask ``i`` of the set (``manifest.csv`` order) is paired with
 photos ``(i * per_mask + j) mod n`` for ``j < per_mask``, photos sorted by path.
@@ -31,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pconv_cli.evaluation.baselines import inpaint_classic
+from pconv_cli.inpainting.classic import inpaint_classic
 from PIL import Image
 
 from pconv_cli.data.images import IMAGE_SUFFIXES
 from pconv_cli.data.masks import NVIDIA_BUCKETS, format_ratio_range, load_mask, read_manifest
 from pconv_cli.evaluation.metrics import compute_metrics
 from pconv_cli.evaluation.pairs import map_to_size
-from pconv_cli.inpainting import inpaint_image
+from pconv_cli.inpainting import inpaint
 
 
 def list_photos(folders: list[Path]) -> list[Path]:
@@ -102,8 +103,11 @@ def evaluate(args: argparse.Namespace) -> dict:
         return images[index]
 
     specs = args.weights or [zoo.DEFAULT_WEIGHTS]
+    blends = args.blend or ["auto"]
     models = {spec: load_model(spec).eval() for spec in specs}
-    labels = ["telea", *specs]
+    runs = {(spec if len(blends) == 1 else f"{spec}+{blend}"): (spec, blend)
+            for spec in specs for blend in blends}  # fmt: skip
+    labels = ["telea", *runs]
     per_pair: list[dict] = []
     start = time.perf_counter()
     for i, (hole, bucket) in enumerate(masks):
@@ -112,9 +116,9 @@ def evaluate(args: argparse.Namespace) -> dict:
             truth = photo(index)
             row = {"mask": i, "photo": str(photos[index]), "bucket": bucket,
                    "telea": scores(telea(truth, hole), truth, hole)}  # fmt: skip
-            for spec, model in models.items():
-                result = inpaint_image(model, truth, hole).image
-                row[spec] = scores(result, truth, hole)
+            for label, (spec, blend) in runs.items():
+                result = inpaint(truth, hole, models[spec], blend=blend).image
+                row[label] = scores(result, truth, hole)
             per_pair.append(row)
     seconds = time.perf_counter() - start
     return {"photos": len(photos), "pairs": len(per_pair), "labels": labels,
@@ -167,6 +171,8 @@ def main() -> None:
     parser.add_argument("--per-mask", type=int, default=2, help="photos per mask")
     parser.add_argument("--weights", action="append",
                         help="zoo name or file (repeatable; default: the default)")  # fmt: skip
+    parser.add_argument("--blend", action="append", choices=("auto", "poisson", "none"),
+                        help="compositing (repeatable; default: auto)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write per-pair scores and the table here")
     args = parser.parse_args()
     result = evaluate(args)
