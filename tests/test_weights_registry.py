@@ -244,3 +244,46 @@ def test_weights_download_and_convert_cli(hub, tmp_path, monkeypatch):
     result = runner.invoke(app, ["weights", "download", "naoto0804-places2"])
     assert result.exit_code == 1
     assert "offline" in result.output and "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- download sizes
+
+_KEY_LISTS = {
+    "mmagic-places": "mmagic_pconv_keys.txt",
+    "mmagic-celeba": "mmagic_pconv_keys.txt",
+    "mmagic-deepfillv2-places": "mmagic_deepfillv2_keys.txt",
+    "migan-512-places2": "migan_512_keys.txt",
+    "migan-256-places2": "migan_256_keys.txt",
+    "sunnerli-pconv-places365": "sunnerli_pconv_keys.txt",
+    "sunnerli-unet-places365-v1": "sunnerli_unet_keys.txt",
+}
+
+
+def _float32_megabytes(key_list: Path) -> float:
+    """Size of the float32 tensors a publisher's key list names (``key (d0, d1, ...)``)."""
+    import math
+    import re
+
+    total = 0
+    for line in key_list.read_text().splitlines():
+        found = re.search(r"\(([\d, ]*)\)\s*$", line)
+        if found:
+            total += math.prod(int(d) for d in found.group(1).split(",") if d.strip())
+    return total * 4 / 1e6
+
+
+@pytest.mark.parametrize("name", sorted(_KEY_LISTS))
+def test_download_size_is_the_publishers_tensors(name):
+    data = Path(__file__).parent / "data"
+    assert W.ZOO[name].download_mb == pytest.approx(
+        _float32_megabytes(data / _KEY_LISTS[name]), rel=0.005
+    )
+
+
+def test_weights_list_says_what_a_download_costs(hub):
+    result = CliRunner().invoke(app, ["weights", "list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "(downloads 206 MB)" in result.output  # MMagic's PConv U-Net
+    assert "(downloads 30 MB)" in result.output  # MI-GAN 512
+    assert "size unknown" in result.output  # big-lama: its checkpoint holds more
+    assert "Apache-2.0 (advimman/lama)" in result.output

@@ -24,6 +24,7 @@ class WeightsEntry:
     training data (the sha256 of the data set's SHA256SUMS file). ``file_name`` is the
     file's name in the cache when the URL does not end with it (e.g. a Google Drive
     link); an entry with no ``url`` is downloaded by hand from ``download_page``.
+    ``download_mb`` is the download's size in MB (10**6 bytes), None when not known.
     """
 
     name: str
@@ -46,6 +47,7 @@ class WeightsEntry:
     data_sha256: str = ""
     file_name: str | None = None
     download_page: str = ""
+    download_mb: float | None = None
 
     @property
     def filename(self) -> str:

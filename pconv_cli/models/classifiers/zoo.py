@@ -47,5 +47,6 @@ def resolve_weights(name: str) -> WeightsEntry | None:
         metrics={"imagenet-val": dict(weights.meta.get("_metrics", {}).get("ImageNet-1K", {}))},
         license="BSD-3-Clause (torchvision); see its model documentation",
         homepage="https://pytorch.org/vision/stable/models.html",
+        download_mb=weights.meta.get("_file_size"),
     )
 

@@ -18,6 +18,7 @@ _DEEPFILLV2 = {"width": 1.0, "normalization": "minus_one_one"}
 WEIGHTS: tuple[WeightsEntry, ...] = (
     WeightsEntry(
         name="mmagic-deepfillv2-places",
+        download_mb=41.5,  # generator + discriminator, float32 (mmagic_deepfillv2_keys)
         url=_MMAGIC_DEEPFILLV2 + "deepfillv2_256x256_8x2_places_20200619-10d15793.pth",
         sha256_prefix="10d15793",
         source_format="mmagic-deepfillv2",
@@ -34,6 +35,7 @@ WEIGHTS: tuple[WeightsEntry, ...] = (
     ),
     WeightsEntry(
         name="mmagic-deepfillv2-celeba",
+        download_mb=41.5,  # generator + discriminator, float32 (mmagic_deepfillv2_keys)
         url=_MMAGIC_DEEPFILLV2 + "deepfillv2_256x256_8x2_celeba_20200619-c96e5f12.pth",
         sha256_prefix="c96e5f12",
         source_format="mmagic-deepfillv2",

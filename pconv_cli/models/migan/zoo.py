@@ -20,6 +20,7 @@ _NO_HASH = "; MI-GAN publishes no checksum, so the download is not checked"
 WEIGHTS: tuple[WeightsEntry, ...] = (
     WeightsEntry(
         name="migan-512-places2",
+        download_mb=29.5,  # float32 tensors and buffers (tests/data/migan_512_keys.txt)
         # the file in the publisher's Drive folder (its id as recorded by users of the folder)
         url=_DRIVE_FILE.format("1D_YCuCgo20S2256sqpedsmENNm2WMtVY"),
         file_name="migan_512_places2.pt",
@@ -42,6 +43,7 @@ WEIGHTS: tuple[WeightsEntry, ...] = (
     ),
     WeightsEntry(
         name="migan-256-places2",
+        download_mb=25.2,  # float32 tensors and buffers (tests/data/migan_256_keys.txt)
         url="",
         file_name="migan_256_places2.pt",
         download_page=_FOLDER,
@@ -61,6 +63,7 @@ WEIGHTS: tuple[WeightsEntry, ...] = (
     ),
     WeightsEntry(
         name="migan-256-ffhq",
+        download_mb=25.2,  # float32 tensors and buffers (tests/data/migan_256_keys.txt)
         url="",
         file_name="migan_256_ffhq.pt",
         download_page=_FOLDER,

@@ -50,6 +50,7 @@ WEIGHTS: tuple[WeightsEntry, ...] = (
     ),
     WeightsEntry(
         name="mmagic-places",
+        download_mb=206.2,  # generator + mask updaters, float32 (tests/data/mmagic_pconv_keys)
         url=_MMAGIC_PCONV + "pconv_256x256_stage2_4x2_places_20200619-1ffed0e8.pth",
         sha256_prefix="1ffed0e8",
         source_format="mmagic",
@@ -65,6 +66,7 @@ WEIGHTS: tuple[WeightsEntry, ...] = (
     ),
     WeightsEntry(
         name="mmagic-celeba",
+        download_mb=206.2,  # generator + mask updaters, float32 (tests/data/mmagic_pconv_keys)
         url=_MMAGIC_PCONV + "pconv_256x256_stage2_4x2_celeba_20200619-860f8b95.pth",
         sha256_prefix="860f8b95",
         source_format="mmagic",

@@ -18,6 +18,9 @@ _CITATION = (
 )
 _OLD = f"linked from his README until July 2018, now from his wiki: {_WIKI}"
 _NO_HASH = "; no published hash, so the download is not checked"
+_DOWNLOAD_MB = {PCONV_FAMILY: 343.0, UNET_FAMILY: 208.9}
+"""Float32 tensors of his checkpoints (tests/data/sunnerli_*_keys.txt; the P-Conv file
+holds its VGG16 loss network too)."""
 
 
 def _entry(
@@ -47,6 +50,7 @@ def _entry(
         license=_LICENSE,
         citation=_CITATION,
         homepage=_HOME,
+        download_mb=_DOWNLOAD_MB[family],
         **extra,
     )
 
