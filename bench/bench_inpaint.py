@@ -17,10 +17,12 @@ Cases (``--cases``, all by default):
 - ``object``: the same two commands with one filled ellipse of 12 % of the pixels
   over the cup (an object removal).
 - ``poisson``: :func:`~pconv_cli.inpainting.blending.poisson_blend` called directly
-  on the ``object`` case (the photo, the ellipse, a fill that is the photo shrunk
-  64x and scaled back up, plus 0.05: a smooth fill with a colour offset to blend
-  away); its own seconds (no import, no I/O) and the memory it adds (the kernel's
-  peak-RSS mark reset just before the call, minus the RSS before it).
+  on the ``object`` case, in a fresh process per fill: on the default model's own
+  fill (``inpaint(..., blend="none")``, made in another child and saved as PNG) and
+  on a fill that is the photo shrunk 64x and scaled back up, plus 0.05 (smooth, with
+  a colour offset to blend away); its own seconds (no import, no I/O) and the
+  memory it adds (the kernel's peak-RSS mark reset just before the call, minus the
+  RSS before it).
 - ``cold``: issue #7's cold start at 512x512: ``pconv inpaint`` as a fresh process
   (a 7-level pconv checkpoint of random weights) against a fresh process that
   imports torch + torchvision and runs one plain-conv ``UNet`` forward; runs
@@ -97,13 +99,19 @@ def kib(field):
         if line.startswith(field + ":"):
             return int(line.split()[1])
 
+def chw(array):
+    return torch.from_numpy(np.asarray(array, dtype=np.float32) / 255).permute(2, 0, 1)
+
 photo = Image.open(sys.argv[1]).convert("RGB")
-w, h = photo.size
-coarse = photo.resize((w // 64, h // 64), Image.Resampling.BOX)
-fill = np.asarray(coarse.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32) / 255
-image = torch.from_numpy(np.asarray(photo, dtype=np.float32) / 255).permute(2, 0, 1)
-fill = torch.from_numpy(fill + np.float32(0.05)).permute(2, 0, 1).clamp(0, 1)
-hole = torch.from_numpy(np.asarray(Image.open(sys.argv[2])) > 127)
+pixels = np.asarray(photo)
+hole = np.asarray(Image.open(sys.argv[2])) > 127
+if sys.argv[3] != "smooth":  # a fill saved by FILL
+    fill = np.asarray(Image.open(sys.argv[3]).convert("RGB"))
+else:  # the photo shrunk 64x and scaled back up, 0.05 too bright
+    w, h = photo.size
+    coarse = photo.resize((w // 64, h // 64), Image.Resampling.BOX).resize((w, h))
+    fill = np.clip(np.asarray(coarse, np.float32) + 12.75, 0, 255)
+image, fill, mask = chw(pixels), chw(fill), torch.from_numpy(hole)
 base = kib("VmRSS")
 try:
     Path("/proc/self/clear_refs").write_text("5")
@@ -111,12 +119,25 @@ try:
 except OSError:
     exact = False
 start = time.perf_counter()
-poisson_blend(image, fill, hole)
+poisson_blend(image, fill, mask)
 seconds = time.perf_counter() - start
 added = (kib("VmHWM") - base) / 1024 if exact else None
-print(json.dumps({{"seconds": seconds, "added_mib": added, "hole": float(hole.float().mean())}}))
+print(json.dumps({{"seconds": seconds, "added_mib": added, "hole": float(hole.mean())}}))
 """
 
+
+FILL = """
+import sys
+import numpy as np, torch
+from PIL import Image
+from pconv_cli.inpainting import inpaint
+from pconv_cli.weights.loading import load_model
+torch.set_num_threads({threads})
+pixels = np.asarray(Image.open(sys.argv[1]).convert("RGB"))
+hole = np.asarray(Image.open(sys.argv[2])) > 127
+fill = inpaint(pixels, hole, load_model("pconv-bsds300"), blend="none").image
+Image.fromarray(fill).save(sys.argv[3])
+"""
 
 CLI = """
 import atexit, sys
@@ -269,16 +290,23 @@ def bench_hole(name: str, files: dict[str, Path], folder: Path, env: dict[str, s
               f"peak RSS {m_auto / old_m:.2f}x")  # fmt: skip
 
 
-def bench_poisson(files: dict[str, Path], env: dict[str, str], threads: int) -> None:
-    cmd = [sys.executable, "-c", POISSON.format(threads=threads)]
-    cmd += [str(files["photo"]), str(files["object"])]
-    elapsed, rss, output = run_measured(cmd, env)
-    found = json.loads(output.strip().splitlines()[-1])
-    added = found["added_mib"]
-    added_text = f"adds {added:.0f} MiB" if added is not None else "added memory unknown"
-    print(f"\npoisson_blend alone, object case ({found['hole'] * 100:.1f} % hole): "
-          f"{found['seconds']:.2f} s, {added_text} (child peak RSS {rss:.0f} MiB, "
-          f"{elapsed:.1f} s with import and I/O)")  # fmt: skip
+def bench_poisson(files: dict[str, Path], folder: Path, env: dict[str, str], threads: int) -> None:
+    model_fill = folder / "fill_object.png"
+    cmd = [sys.executable, "-c", FILL.format(threads=threads)]
+    run_measured([*cmd, str(files["photo"]), str(files["object"]), str(model_fill)], env)
+    fills = {str(model_fill): "the default model's fill",
+             "smooth": "a smooth fill, 0.05 too bright"}  # fmt: skip
+    for index, (kind, name) in enumerate(fills.items()):
+        cmd = [sys.executable, "-c", POISSON.format(threads=threads)]
+        cmd += [str(files["photo"]), str(files["object"]), kind]
+        _, _, output = run_measured(cmd, env)
+        found = json.loads(output.strip().splitlines()[-1])
+        if not index:
+            print(f"\npoisson_blend alone, object case ({found['hole'] * 100:.1f} % hole; "
+                  f"the call only, in a fresh process, no import or I/O):")  # fmt: skip
+        added = found["added_mib"]
+        added_text = f"adds {added:.0f} MiB" if added is not None else "added memory unknown"
+        print(f"  on {name:<32} {found['seconds']:6.2f} s, {added_text}")
 
 
 def bench_cold(folder: Path, env: dict[str, str], threads: int, repeats: int) -> None:
@@ -286,7 +314,7 @@ def bench_cold(folder: Path, env: dict[str, str], threads: int, repeats: int) ->
     files = make_small(folder)
     pconv = [py, "-m", "pconv_cli", "inpaint", str(files["photo512"])]
     pconv += ["--mask", str(files["mask512"]), "--weights", str(files["weights"])]
-    pconv += ["-o", str(folder / "out512.jpg"), "--device", "cpu"]
+    pconv += ["-o", str(folder / "out512.jpg"), "--device", "cpu", "--overwrite"]
     baseline = [py, "-c", BASELINE.format(threads=threads, extra=", torchvision")]
     # Stricter, for information: the same without torchvision's import (pconv
     # inpaint never imports torchvision).
@@ -343,7 +371,7 @@ def main() -> None:
             if case in ("spoon", "object"):
                 bench_hole(case, files, folder, env)
             elif case == "poisson":
-                bench_poisson(files, env, args.threads)
+                bench_poisson(files, folder, env, args.threads)
             elif case == "cold":
                 bench_cold(folder, env, args.threads, args.repeats)
 
