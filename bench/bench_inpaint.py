@@ -43,11 +43,59 @@ the spoon hole with the 0.x crop path, measured on another day and load) are tex
 for orientation only; the auto / none ratios are measured in the same run.
 Everything lives in a temp dir. Run by hand; nothing here is a test.
 
-Measured on 2 CPU cores shared with a training run (load average ~2 before the
-bench started), 2025-12-03, ``OMP_NUM_THREADS=1 python bench/bench_inpaint.py
---threads 1``::
+Measured on 2 CPU cores shared with a training run and two other jobs (load average
+3.7-4.8 during the run: absolute seconds are slower than on an idle machine, an
+earlier run at load ~3 gave 12.2 s / 9.6 s / 12.8 s / 10.2 s for the four commands;
+ratios within one run hold better), 2026-12-03 07:00 UTC, ``OMP_NUM_THREADS=1
+python bench/bench_inpaint.py --threads 1`` (3.5 minutes)::
 
-    RESULTS
+    1 thread(s), 2 CPUs, load average 3.7 at the start
+    photo 4000x3000 (scikit-image coffee, upscaled, grain),
+    bundled default model, --strategy auto
+
+    spoon: 5.1 % of the pixels are hole
+      pconv inpaint               16.18 s   peak RSS   1981 MiB
+        scales 1/16, 1/8, 1/4, 1/2, 1; crop, 26 passes, blend poisson
+        one-time fill-radius probe peak 1981 MiB, rest of the run 1387 MiB
+      pconv inpaint --blend none  12.82 s   peak RSS   1981 MiB
+        scales 1/16, 1/8, 1/4, 1/2, 1; crop, 26 passes, blend none
+        one-time fill-radius probe peak 1981 MiB, rest of the run 1412 MiB
+      auto / none (what Poisson costs inside the command): time 1.26x,
+        peak RSS 1.00x, rest of the run 0.98x
+      vs issue #19's old figures for this hole (0.x crop path, 19.5 s / 2.4 GB,
+        another run; text only): time 0.83x, peak RSS 0.81x
+
+    object: 12.0 % of the pixels are hole
+      pconv inpaint               17.82 s   peak RSS   1981 MiB
+        scales 1/32, 1/16, 1/8, 1/4, 1/2, 1; crop, 31 passes, blend poisson
+        one-time fill-radius probe peak 1981 MiB, rest of the run 1447 MiB
+      pconv inpaint --blend none  15.62 s   peak RSS   1981 MiB
+        scales 1/32, 1/16, 1/8, 1/4, 1/2, 1; crop, 31 passes, blend none
+        one-time fill-radius probe peak 1981 MiB, rest of the run 1480 MiB
+      auto / none (what Poisson costs inside the command): time 1.14x,
+        peak RSS 1.00x, rest of the run 0.98x
+
+    poisson_blend alone, object case (12.0 % hole;
+      the call only, in a fresh process, no import or I/O):
+      on the default model's fill           2.92 s, adds 553 MiB
+      on a smooth fill, 0.05 too bright     3.08 s, adds 543 MiB
+
+    cold start, 512x512, median of 5:
+      torch+torchvision+UNet     5.86 s   peak RSS  1102 MiB   (5.63, 5.86, 5.90, 5.87, 5.67)
+      torch+UNet                 3.69 s   peak RSS   947 MiB   (2.58, 3.68, 3.80, 3.69, 3.70)
+      pconv inpaint              8.44 s   peak RSS  2010 MiB   (7.45, 8.41, 8.60, 8.44, 9.09)
+      ratio vs torch+torchvision+UNet 1.44x (misses the <= 1.25x goal)
+      ratio vs torch+UNet (no torchvision) 2.29x
+
+Reading: the default path fills the 12 MP spoon hole coarse-to-fine from 1/16 and
+the 12 % object from 1/32; Poisson adds 14-26 % of the time and no peak memory
+(~3 s and ~0.55 GB of its own on the 12 % hole, below the run's peak). The peak of
+every default-model run, ~1.98 GB here, is set by the fill-radius probe
+(``pconv_unet._reach(7)``: ~1.25 s and ~1.4 GB of ``conv2d`` scratch on a
+(128, 1, 128, 1024) strip), even for a 512 px photo (the cold case's 2010 MiB);
+the rest of the run (import, model and pixels) peaks at ~1.4-1.5 GB. The probe's
+~1.25 s is also most of the cold start's gap to the goal (8.44 - 1.25 = 7.2 s,
+1.23x the baseline).
 """
 
 from __future__ import annotations
@@ -256,8 +304,7 @@ def _peaks(output: str, rss: float) -> tuple[float, float | None, str]:
     if not found or found.group(1) == "None":
         return rss, None, "peak not split"
     probe, rest = int(found.group(1)) / 1024, int(found.group(2)) / 1024
-    note = f"the one-time fill-radius probe peaks at {probe:.0f} MiB, the rest of the run " \
-        f"at {rest:.0f} MiB"  # fmt: skip
+    note = f"one-time fill-radius probe peak {probe:.0f} MiB, rest of the run {rest:.0f} MiB"
     if found.group(3) == "True":
         note += " (the CLI probed another depth too)"
     return max(probe, rss), rest, note
@@ -276,17 +323,18 @@ def bench_hole(name: str, files: dict[str, Path], folder: Path, env: dict[str, s
         peak, rest, note = _peaks(output, rss)
         results[blend] = (elapsed, peak, rest)
         flag = "" if blend == "auto" else " --blend none"
-        print(f"  pconv inpaint{flag:<13} {elapsed:6.2f} s   peak RSS {peak:6.0f} MiB   "
-              f"({_summary(output)})")  # fmt: skip
+        print(f"  pconv inpaint{flag:<13} {elapsed:6.2f} s   peak RSS {peak:6.0f} MiB")
+        print(f"    {_summary(output)}")
         print(f"    {note}")
     (t_auto, m_auto, r_auto), (t_none, m_none, r_none) = results["auto"], results["none"]
     rest_ratio = f", rest of the run {r_auto / r_none:.2f}x" if r_auto and r_none else ""
-    print(f"  auto / none: time {t_auto / t_none:.2f}x, peak RSS {m_auto / m_none:.2f}x"
-          f"{rest_ratio} (what Poisson costs inside the command)")  # fmt: skip
+    print(f"  auto / none (what Poisson costs inside the command): time {t_auto / t_none:.2f}x,")
+    print(f"    peak RSS {m_auto / m_none:.2f}x{rest_ratio}")
     if name == "spoon":
         old_t, old_m = OLD_SPOON
         print(f"  vs issue #19's old figures for this hole (0.x crop path, {old_t} s / "
-              f"{old_m / 1024:.1f} GB, another run; text only): time {t_auto / old_t:.2f}x, "
+              f"{old_m / 1024:.1f} GB,")  # fmt: skip
+        print(f"    another run; text only): time {t_auto / old_t:.2f}x, "
               f"peak RSS {m_auto / old_m:.2f}x")  # fmt: skip
 
 
@@ -302,8 +350,8 @@ def bench_poisson(files: dict[str, Path], folder: Path, env: dict[str, str], thr
         _, _, output = run_measured(cmd, env)
         found = json.loads(output.strip().splitlines()[-1])
         if not index:
-            print(f"\npoisson_blend alone, object case ({found['hole'] * 100:.1f} % hole; "
-                  f"the call only, in a fresh process, no import or I/O):")  # fmt: skip
+            print(f"\npoisson_blend alone, object case ({found['hole'] * 100:.1f} % hole;")
+            print("  the call only, in a fresh process, no import or I/O):")
         added = found["added_mib"]
         added_text = f"adds {added:.0f} MiB" if added is not None else "added memory unknown"
         print(f"  on {name:<32} {found['seconds']:6.2f} s, {added_text}")
@@ -365,8 +413,8 @@ def main() -> None:
         folder = Path(tmp)
         if {"spoon", "object", "poisson"} & set(args.cases):
             files = make_large(folder, width, height)
-            print(f"photo {width}x{height} (scikit-image coffee, upscaled, grain), "
-                  f"bundled default model, --strategy auto")  # fmt: skip
+            print(f"photo {width}x{height} (scikit-image coffee, upscaled, grain),")
+            print("bundled default model, --strategy auto")
         for case in args.cases:
             if case in ("spoon", "object"):
                 bench_hole(case, files, folder, env)
