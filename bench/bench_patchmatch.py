@@ -40,11 +40,11 @@ Measured on 2 CPU cores shared with a training run and two other jobs (load aver
       patchmatch     61.19     98.0x          1433            897         14.92
       biharmonic     19.54     31.3x          1704           1650         12.08
 
-Reading: Telea is 100-200x faster than PatchMatch and needs a tenth of its memory;
+Reading: Telea is 100-200x faster than PatchMatch with 7-12x less peak memory;
 PatchMatch's fill scores the best hole PSNR at both sizes (+0.7 dB over Telea at 512,
 +1.3 dB at 2000) and is the only one of the three with texture. Biharmonic (its
-estimate, 0.65 s x 15.3 ** 1.5 = 39 s, was under the limit, so it ran) is 3x faster
-than PatchMatch but overshoots on this hole: a bright, nearly white blob over the
+estimate, 0.65 s x 15.3 ** 1.5 = 39 s, was under the limit, so it ran) is 3-7x
+faster than PatchMatch but overshoots on this hole: a bright, nearly white blob over the
 orange suit at 512 px (9.5 dB), less at 2000 px where the upscaled photo is smoother
 (12.1 dB); its sparse solve takes the most memory (1.65 GB at 2000 px).
 """
