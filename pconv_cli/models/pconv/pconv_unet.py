@@ -304,10 +304,13 @@ def _reach(layers: int) -> int:
     step = 2**layers
     size = 8 * step
     offsets = torch.arange(step)
-    mask = torch.zeros(step, 1, step, size)
-    mask[offsets, 0, 0, size // 2 + offsets] = 1.0
-    with torch.no_grad():
-        seen = net.update_mask(mask)[:, 0, 0] > 0  # (alignments, size)
+    seen = []
+    for chunk in offsets.split(8):  # 8 alignments at a time: ~1/16 of the memory at once
+        mask = torch.zeros(len(chunk), 1, step, size)
+        mask[torch.arange(len(chunk)), 0, 0, size // 2 + chunk] = 1.0
+        with torch.no_grad():
+            seen.append(net.update_mask(mask)[:, 0, 0] > 0)
+    seen = torch.cat(seen)  # (alignments, size)
     columns = torch.arange(size)
     centre = (size // 2 + offsets)[:, None]
     left = torch.where(seen, centre - columns, 0).amax(1)
