@@ -169,3 +169,51 @@ def test_deep_passes_cost_follows_the_hole_not_the_image():
     model = Flat(radius=10)
     inpaint(image, hole, model, blend="none")
     assert max(h * w for h, w in model.calls) < 200 * 200  # windows around the hole only
+
+
+class _ShadePerLevel(torch.nn.Module):
+    """A filler that answers a flat colour per working level (``shades[k]``), the level of
+    each call read from a first run's recorded passes (the runs are deterministic)."""
+
+    def __init__(self, radius, levels=None, shades=None):
+        super().__init__()
+        self.fill_radius = radius
+        self.levels, self.shades, self.calls = levels, shades, 0
+
+    def forward(self, image, mask):
+        shade = 0.5 if self.levels is None else self.shades[self.levels[self.calls]]
+        self.calls += 1
+        return torch.full_like(image, shade)
+
+
+def test_no_step_where_a_finer_band_meets_the_coarser_fill():
+    """Each level fills with its own flat shade (26, 64 and 102 grey levels apart from each
+    other by 38): pasted as is, the band's outer edge would be a 38-level step; cross-faded,
+    neighbouring hole pixels differ by a few levels at most."""
+    from pconv_cli.inpainting.api import ModelFiller
+    from pconv_cli.inpainting.scales import fill_levels
+    from pconv_cli.inpainting.strategy import scale_level
+
+    image = np.full((160, 160, 3), 128, np.uint8)
+    hole = _square((160, 160), 30, 30, 100)  # depth 50
+    radius = 20
+    top = np.where(hole, scale_level(50.0, radius), 0)
+    labels = hole.astype(np.int32)
+    with torch.inference_mode():
+        first = fill_levels(image, hole, top, labels, ModelFiller(_ShadePerLevel(radius)),
+                            fill_radius=radius)  # fmt: skip
+    levels = [k for k, _ in first.passes]
+    assert sorted(set(levels)) == [0, 1, 2]
+    shades = {0: 26 / 255, 1: 64 / 255, 2: 102 / 255}
+    model = _ShadePerLevel(radius, levels, shades)
+    with torch.inference_mode():
+        patch = fill_levels(image, hole, top, labels, ModelFiller(model), fill_radius=radius)
+    values = patch.values.permute(1, 2, 0).numpy()[..., 0] * 255
+    inside = patch.hole
+    assert model.calls == len(levels)
+    step_x = np.abs(np.diff(values, axis=1))[inside[:, 1:] & inside[:, :-1]]
+    step_y = np.abs(np.diff(values, axis=0))[inside[1:] & inside[:-1]]
+    assert max(step_x.max(), step_y.max()) < 6.0
+    assert np.allclose(values[inside][:1], 26, atol=0.5)  # the first band row: native shade
+    centre = values[patch.hole.shape[0] // 2, patch.hole.shape[1] // 2]
+    assert abs(centre - 102) < 1.0  # the deepest pixels keep the coarsest fill

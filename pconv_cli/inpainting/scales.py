@@ -15,7 +15,10 @@ level down to native resolution, each level fills its *targets*:
 - the *band* of the hole pixels filled at a coarser level that lie within the
   filler's ``fill_radius`` of a known pixel at this level; the rest of the hole
   keeps the coarser fill (bicubic upsampled) and is given to the filler as known
-  pixels, so the coarse fill guides the finer pass.
+  pixels, so the coarse fill guides the finer pass. Across the band the two fills are
+  cross-faded: a band pixel within ``fill_radius / 2`` of a known pixel takes the
+  finer fill, one at the band's outer edge keeps (almost) the coarser one, linearly
+  in between (:func:`band_weight`), so no step is left where the band ends.
 
 Targets are filled by windows of the level (the target pixels' bounding box plus
 ``fill_radius`` of context, rounded to the net's size multiple), one after another in
@@ -206,6 +209,16 @@ def _level_box(hole: np.ndarray, level: int, pad: int, shape: tuple[int, int]) -
     return Window(t, lf, b - t, r - lf)
 
 
+def band_weight(depth: np.ndarray, carried: np.ndarray, radius: int) -> np.ndarray:
+    """Weight (float32, same shape) of a level's own fill against the coarser fill it
+    replaces: 1 off ``carried`` (pixels with no coarser fill) and for carried pixels up to
+    ``radius / 2`` deep, falling linearly to ``1 / (radius / 2 + 1)`` at ``radius``."""
+    fade = max(1.0, radius / 2)
+    weight = np.ones(depth.shape, dtype=np.float32)
+    weight[carried] = np.clip((radius + 1 - depth[carried]) / (fade + 1), 0.0, 1.0)
+    return weight
+
+
 def _run_pieces(
     level: _Level,
     targets: np.ndarray,
@@ -216,8 +229,10 @@ def _run_pieces(
     context: int,
     multiple: int,
     raw_out: Tensor | None,
+    weight: np.ndarray,
 ) -> list[Window]:
-    """Fill ``targets`` of ``level`` window by window (``known``: pixels a pass may see)."""
+    """Fill ``targets`` of ``level`` window by window (``known``: pixels a pass may see;
+    ``weight``: :func:`band_weight`)."""
     known = known.copy()
     passes = []
     cells = (4 * context, 8 * context) if context else ()
@@ -238,7 +253,9 @@ def _run_pieces(
                     raise NeedsCoarser(set(np.unique(level.labels[rs, cs][top_pass]).tolist()))
                 take = piece & seen  # band pixels left unseen keep their coarser fill
         sel = torch.from_numpy(take)
-        level.values[0, :, rs, cs][:, sel] = raw[0][:, sel]
+        mix = torch.from_numpy(weight[rs, cs][take])
+        old = level.values[0, :, rs, cs][:, sel]
+        level.values[0, :, rs, cs][:, sel] = old + mix * (raw[0][:, sel] - old)
         known[rs, cs] |= take
         if raw_out is not None:
             outside = torch.from_numpy(~level.hole[rs, cs])
@@ -295,6 +312,7 @@ def fill_levels(
             windows = _run_pieces(
                 level, targets, known, filler, coverage,
                 context=context, multiple=multiple, raw_out=raw0 if k == 0 else None,
+                weight=band_weight(depth, hole_k & (top_k > k), radius),
             )  # fmt: skip
             passes += [(k, w) for w in windows]
         previous = level
