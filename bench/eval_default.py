@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pconv_cli.inpainting.classic import inpaint_classic
 from PIL import Image
 
 from pconv_cli.data.images import IMAGE_SUFFIXES
@@ -40,6 +39,7 @@ from pconv_cli.data.masks import NVIDIA_BUCKETS, format_ratio_range, load_mask, 
 from pconv_cli.evaluation.metrics import compute_metrics
 from pconv_cli.evaluation.pairs import map_to_size
 from pconv_cli.inpainting import inpaint
+from pconv_cli.inpainting.classic import inpaint_classic
 
 
 def list_photos(folders: list[Path]) -> list[Path]:
