@@ -13,6 +13,8 @@ Each checker is also run on small planted violations, so each rule can fail.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -215,6 +217,31 @@ def test_the_family_lists_match_the_code():
     generic = {p.relative_to(ROOT).as_posix() for p in _generic_files()}
     assert "pconv_cli/evaluation/protocols.py" in generic and INDEX not in generic
     assert not any(p.startswith("pconv_cli/models/lama/") for p in generic)
+
+
+_EVERY_HELP = """
+import sys
+from typer.testing import CliRunner
+from pconv_cli.cli import app
+commands = [[]] + [[name] for name in (
+    "train", "finetune", "eval", "inpaint", "gen-masks", "serve", "weights", "classify")]
+commands += [["weights", name] for name in ("list", "download", "convert")]
+commands += [["classify", name] for name in ("train", "eval")]
+for command in commands:
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output, (command, result.output)
+print(",".join(m for m in ("torch", "torchvision", "fastapi", "uvicorn") if m in sys.modules))
+"""
+
+
+def test_no_help_imports_torch():
+    """Every command's ``--help`` (serve's too) stays light: no torch, no web stack."""
+    result = subprocess.run(
+        [sys.executable, "-c", _EVERY_HELP], capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"--help imported {result.stdout.strip()}"
 
 
 # --------------------------------------------------------------------------- the rules can fail
