@@ -13,6 +13,7 @@ core are imported inside the command, so ``pconv --help`` stays light.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -482,6 +483,20 @@ def run_worker(settings: dict) -> None:
             dist.destroy_process_group()
 
 
+@dataclass
+class _Inputs:
+    """What a run scores: the planned pairs and the facts the report states about them."""
+
+    images: list
+    plan: list
+    masks: Path
+    mask_count: int
+    crop: str
+    manifest: Path | None = None
+    facts: dict = field(default_factory=dict)
+    by_bucket: bool = False
+
+
 def _run(
     *,
     folder: Path,
@@ -509,106 +524,177 @@ def _run(
 ) -> None:
     from rich.console import Console
 
-    from pconv_cli.devices import resolve_device
-    from pconv_cli.evaluation.feature_metrics import MetricSuite
-    from pconv_cli.evaluation.pairs import PairLoader, list_images, load_mask_set, plan_pairs
-    from pconv_cli.evaluation.report import build_config
-    from pconv_cli.evaluation.scoring import evaluate, finish_set_metrics
+    from pconv_cli.evaluation.pairs import PairLoader, list_images
 
     images = list_images(folder)
-    facts: dict[str, object] = {}
-    by_bucket = False
     labels = _source_labels(methods, checkpoints, folders)
     if protocol is not None:
-        plan, facts, mask_count = _protocol_plan(protocol, images, limit, rank, world_size)
-        spec = facts.pop("_protocol")
-        crop, by_bucket, manifest = spec.crop, spec.set_metrics_by_bucket, None
-        masks = Path(str(facts["mask_cache"]))
+        inputs = _protocol_inputs(protocol, images, limit, rank, world_size)
     else:
-        mask_set = load_mask_set(masks, invert=invert_mask)
-        plan = plan_pairs(images, mask_set, pairing, image_root=folder, limit=limit)
-        manifest, mask_count = mask_set.manifest, len(mask_set.entries)
+        inputs, mask_set = _mask_set_inputs(
+            images, folder=folder, masks=masks, invert_mask=invert_mask, crop=crop,
+            pairing=pairing, limit=limit,
+        )  # fmt: skip
         _check_inputs_stay(
-            folder=folder, masks=masks, mask_set=mask_set, plan=plan, pairing=pairing,
+            folder=folder, masks=masks, mask_set=mask_set, plan=inputs.plan, pairing=pairing,
             checkpoints=checkpoints, folders=folders, labels=labels, save_outputs=save_outputs,
             reports={"--json": json_out, "--csv": csv_out, "--grid": grid},
         )  # fmt: skip
-    loader = PairLoader(crop, invert_mask)
+    loader = PairLoader(inputs.crop, invert_mask)
+    suite = _metric_suite(metrics, device, metric_weights, rank)
+    sources = _build_sources(methods, checkpoints, folders, device, labels, blend)
+    sharded = world_size > 1
+    work = _rank_work(inputs.plan, sources, batch, rank, world_size)
+    kept = {
+        "keep_records": json_out is not None,
+        "grid_count": grid_count if grid is not None else 0,
+    }
+    result = _score(
+        work, sources, loader, batch=batch, suite=suite, rank=rank, sharded=sharded,
+        by_bucket=inputs.by_bucket, save_outputs=save_outputs, **kept,
+    )  # fmt: skip
+    if sharded:
+        result = _gather(result, suite, by_bucket=inputs.by_bucket, **kept)
+        if result is None:
+            return
+    with result:
+        console = Console(width=max(100, 24 + 30 * len(sources)) if not _is_tty() else None)
+        _print_table(console, result)
+        config = _report_config(
+            result, sources, suite, inputs, metrics=metrics, folder=folder,
+            invert_mask=invert_mask, pairing="protocol" if protocol else pairing, limit=limit,
+        )  # fmt: skip
+        written = _write_reports(result, config, json_out, csv_out, grid)
+    for path in written:
+        typer.echo(f"Wrote {path}")
+
+
+def _protocol_inputs(
+    name: str, images: list, limit: int | None, rank: int, world_size: int
+) -> _Inputs:
+    """``--protocol``: its pairs, crop and mask cache; its facts go into the report."""
+    plan, facts, mask_count = _protocol_plan(name, images, limit, rank, world_size)
+    spec = facts.pop("_protocol")
+    return _Inputs(
+        images=images, plan=plan, masks=Path(str(facts["mask_cache"])), mask_count=mask_count,
+        crop=spec.crop, facts=facts, by_bucket=spec.set_metrics_by_bucket,
+    )  # fmt: skip
+
+
+def _mask_set_inputs(
+    images: list, *, folder: Path, masks: Path, invert_mask: bool, crop: str, pairing: str,
+    limit: int | None,
+):
+    """``--masks``: the mask set paired with the images (and the mask set, for checks)."""
+    from pconv_cli.evaluation.pairs import load_mask_set, plan_pairs
+
+    mask_set = load_mask_set(masks, invert=invert_mask)
+    plan = plan_pairs(images, mask_set, pairing, image_root=folder, limit=limit)
+    inputs = _Inputs(
+        images=images, plan=plan, masks=masks, mask_count=len(mask_set.entries), crop=crop,
+        manifest=mask_set.manifest,
+    )  # fmt: skip
+    return inputs, mask_set
+
+
+def _metric_suite(
+    metrics: tuple[str, ...], device: str, metric_weights: dict[str, Path] | None, rank: int
+):
+    """The metrics to compute, their networks loaded (with a progress bar on rank 0)."""
+    from pconv_cli.devices import resolve_device
+    from pconv_cli.evaluation.feature_metrics import MetricSuite
+
     torch_device = resolve_device(device)
     suite = MetricSuite(metrics, device=str(torch_device), weights=metric_weights or {})
     if suite.wants_lpips or suite.wants_features:
         suite.load(progress=rank == 0)
-    sources = _build_sources(methods, checkpoints, folders, device, labels, blend)
-    sharded = world_size > 1
-    if sharded:
-        from pconv_cli.evaluation.sharding import shard_plan
+    return suite
 
-        work = shard_plan(plan, batch, rank, world_size)
-        for source in sources:  # every rank checks the whole plan: same errors as one process
-            source.prepare(plan)
-    else:
-        work = plan
+
+def _rank_work(plan: list, sources: list[Source], batch: int, rank: int, world_size: int):
+    """The pairs this rank scores: all of them, or its shard (sources check the whole plan)."""
+    if world_size <= 1:
+        return plan
+    from pconv_cli.evaluation.sharding import shard_plan
+
+    work = shard_plan(plan, batch, rank, world_size)
+    for source in sources:  # every rank checks the whole plan: same errors as one process
+        source.prepare(plan)
+    return work
+
+
+def _score(
+    work: list, sources: list[Source], loader, *, batch: int, suite, rank: int, sharded: bool,
+    by_bucket: bool, save_outputs: Path | None, keep_records: bool, grid_count: int,
+) -> EvalResult:
+    """Score the pairs with a progress bar (drawn by rank 0); a shard keeps its records."""
+    from pconv_cli.evaluation.scoring import evaluate
 
     with _progress() as progress:
         task = progress.add_task("pairs", total=len(work))
-        result = evaluate(
+        return evaluate(
             work,
             sources,
             loader,
             batch_size=batch,
-            keep_records=json_out is not None or sharded,
-            grid_count=grid_count if grid is not None else 0,
+            keep_records=keep_records or sharded,
+            grid_count=grid_count,
             save_outputs=save_outputs,
             on_progress=lambda n: progress.advance(task, n) if rank == 0 else None,
             suite=suite,
             finish=not sharded,
             by_bucket=by_bucket,
         )
-    if sharded:
-        from pconv_cli.evaluation.sharding import gather_result
 
-        with result:
-            merged = gather_result(
-                result,
-                keep_records=json_out is not None,
-                grid_count=grid_count if grid is not None else 0,
-            )
-        if merged is None:
-            return
-        result = merged
-        try:
-            finish_set_metrics(result, suite, by_bucket=by_bucket)
-        except BaseException:
-            result.close()
-            raise
+
+def _gather(
+    result: EvalResult, suite, *, by_bucket: bool, keep_records: bool, grid_count: int
+) -> EvalResult | None:
+    """Merge the shards on rank 0 and finish the set metrics; None on the other ranks."""
+    from pconv_cli.evaluation.scoring import finish_set_metrics
+    from pconv_cli.evaluation.sharding import gather_result
+
     with result:
-        console = Console(width=max(100, 24 + 30 * len(sources)) if not _is_tty() else None)
-        _print_table(console, result)
-        config = build_config(
-            metrics,
-            folder=str(folder),
-            masks=str(masks),
-            manifest=None if manifest is None else str(manifest),
-            invert_mask=invert_mask,
-            crop=crop,
-            resample="Pillow bicubic",
-            pairing="protocol" if protocol else pairing,
-            image_count=len(images),
-            mask_count=mask_count,
-            pairs=result.pairs,
-            limit=limit,
-            sizes=sorted(f"{w}x{h}" for h, w in result.sizes),
-            sources=[s.label for s in sources],
-            **(
-                {"metric_weights": suite.weight_files()}
-                if suite.wants_lpips or suite.wants_features
-                else {}
-            ),
-            **facts,
-        )
-        written = _write_reports(result, config, json_out, csv_out, grid)
-    for path in written:
-        typer.echo(f"Wrote {path}")
+        merged = gather_result(result, keep_records=keep_records, grid_count=grid_count)
+    if merged is None:
+        return None
+    try:
+        finish_set_metrics(merged, suite, by_bucket=by_bucket)
+    except BaseException:
+        merged.close()
+        raise
+    return merged
+
+
+def _report_config(
+    result: EvalResult, sources: list[Source], suite, inputs: _Inputs, *,
+    metrics: tuple[str, ...], folder: Path, invert_mask: bool, pairing: str, limit: int | None,
+) -> dict:
+    """The run's configuration as the JSON report states it."""
+    from pconv_cli.evaluation.report import build_config
+
+    return build_config(
+        metrics,
+        folder=str(folder),
+        masks=str(inputs.masks),
+        manifest=None if inputs.manifest is None else str(inputs.manifest),
+        invert_mask=invert_mask,
+        crop=inputs.crop,
+        resample="Pillow bicubic",
+        pairing=pairing,
+        image_count=len(inputs.images),
+        mask_count=inputs.mask_count,
+        pairs=result.pairs,
+        limit=limit,
+        sizes=sorted(f"{w}x{h}" for h, w in result.sizes),
+        sources=[s.label for s in sources],
+        **(
+            {"metric_weights": suite.weight_files()}
+            if suite.wants_lpips or suite.wants_features
+            else {}
+        ),
+        **inputs.facts,
+    )
 
 
 def _source_labels(methods: list[str], checkpoints: list[str], folders: list[Path]) -> list[str]:

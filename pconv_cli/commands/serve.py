@@ -107,32 +107,11 @@ def serve(
     from rich.console import Console
     from rich.markup import escape
 
-    from pconv_cli.errors import PconvError
-    from pconv_cli.web import missing_web_modules
-
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    if weights and method:
-        raise typer.BadParameter(
-            "give --weights or --method, not both (one source at a time)", param_hint="--method"
-        )
-    if method is not None and method not in ("telea", "ns", "biharmonic", "patchmatch"):
-        raise typer.BadParameter(
-            f"unknown method {method!r}; choose from telea, ns, biharmonic, patchmatch",
-            param_hint="--method",
-        )
-    if blend not in ("auto", "poisson", "none"):
-        raise typer.BadParameter(
-            f"{blend!r} is not one of auto, poisson, none", param_hint="--blend"
-        )
-    missing = missing_web_modules()
-    if missing:
-        raise PconvError(
-            f"pconv serve needs the web extra ({', '.join(missing)} missing): "
-            "pip install 'pconv-cli[web]'"
-        )
+    _check_options(weights=weights, method=method, blend=blend)
+    _require_web_extra()
 
-    import uvicorn
-
+    from pconv_cli.errors import PconvError
     from pconv_cli.web.app import create_app
     from pconv_cli.weights import expect_kind, open_weights
 
@@ -158,27 +137,54 @@ def serve(
             f"[yellow]warning:[/] listening on {escape(host)}: anyone who can reach this "
             "machine can use the page and its models"
         )
-    store = app.state.store
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
+    _run_server(app, host=host, port=port, method=method, blend=blend, console=console)
 
-    def announce() -> None:
-        bound = port
-        for socket in (s for srv in getattr(server, "servers", []) for s in srv.sockets):
-            bound = socket.getsockname()[1]
-        shown = f"[{host}]" if ":" in host else host
-        console.print(
-            f"pconv serve: http://{shown}:{bound}/ (models: {', '.join(store.choices) or 'none'};"
-            f" default {('method ' + method) if method else store.default}; blend {blend}; "
-            f"device {store.device}); Ctrl-C stops"
+
+def _check_options(*, weights: str | None, method: str | None, blend: str) -> None:
+    """Usage errors of --weights, --method and --blend (before anything is imported)."""
+    if weights and method:
+        raise typer.BadParameter(
+            "give --weights or --method, not both (one source at a time)", param_hint="--method"
+        )
+    if method is not None and method not in ("telea", "ns", "biharmonic", "patchmatch"):
+        raise typer.BadParameter(
+            f"unknown method {method!r}; choose from telea, ns, biharmonic, patchmatch",
+            param_hint="--method",
+        )
+    if blend not in ("auto", "poisson", "none"):
+        raise typer.BadParameter(
+            f"{blend!r} is not one of auto, poisson, none", param_hint="--blend"
         )
 
+
+def _require_web_extra() -> None:
+    """Fail in one line when fastapi, uvicorn or python-multipart is missing."""
+    from pconv_cli.errors import PconvError
+    from pconv_cli.web import missing_web_modules
+
+    missing = missing_web_modules()
+    if missing:
+        raise PconvError(
+            f"pconv serve needs the web extra ({', '.join(missing)} missing): "
+            "pip install 'pconv-cli[web]'"
+        )
+
+
+def _run_server(app, *, host: str, port: int, method: str | None, blend: str, console) -> None:
+    """Serve ``app`` until Ctrl-C; the address line is printed once the socket listens."""
+    import uvicorn
+
+    from pconv_cli.errors import PconvError
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
     original_startup = server.startup
 
     async def startup(sockets=None) -> None:
         await original_startup(sockets=sockets)
         if server.started:
-            announce()
+            _announce(server, app.state.store, host=host, port=port, method=method, blend=blend,
+                      console=console)  # fmt: skip
 
     server.startup = startup  # type: ignore[method-assign]
     try:
@@ -187,3 +193,18 @@ def serve(
         raise PconvError(f"cannot listen on {host}:{port} ({exc})") from None
     if not server.started:
         raise PconvError(f"cannot listen on {host}:{port}")
+
+
+def _announce(
+    server, store, *, host: str, port: int, method: str | None, blend: str, console
+) -> None:
+    """The line that says where the page is (the port bound, for --port 0) and what it offers."""
+    bound = port
+    for socket in (s for srv in getattr(server, "servers", []) for s in srv.sockets):
+        bound = socket.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    console.print(
+        f"pconv serve: http://{shown}:{bound}/ (models: {', '.join(store.choices) or 'none'};"
+        f" default {('method ' + method) if method else store.default}; blend {blend}; "
+        f"device {store.device}); Ctrl-C stops"
+    )

@@ -17,10 +17,15 @@ import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pconv_cli.models.families import DEFAULT_FAMILY
 from pconv_cli.train.errors import TrainingError, UsageError
+
+if TYPE_CHECKING:
+    from pconv_cli.models.registry import ModelFamily
+    from pconv_cli.train.tasks import Task
+    from pconv_cli.weights.checkpoint import Weights
 
 __all__ = [
     "DEFAULT_ARCH",
@@ -228,70 +233,23 @@ def check_run_paths(config: TrainConfig) -> None:
 
 
 def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConfig:
-    from pconv_cli.models.registry import ModelError, get_family, make_config
-    from pconv_cli.train.tasks import get_task
-    from pconv_cli.weights import WeightsError, open_weights
-
     if overrides.get("stage", 1) > 1 and not overrides.get("init") and not finetune:
         overrides = _continue_stage(overrides)
-    init_weights = None
-    if overrides.get("init"):
-        try:
-            init_weights = open_weights(overrides["init"], progress=False)
-        except WeightsError as exc:
-            raise exc.prefixed("--init") from None
-    try:
-        arch = overrides.get("arch") or (init_weights.family if init_weights else DEFAULT_ARCH)
-        family = get_family(arch)
-    except ModelError as exc:
-        raise exc.prefixed("--arch") from None
-    if init_weights is not None and family.name != init_weights.family:
-        raise UsageError(
-            f"--arch {arch} conflicts with --init {overrides['init']} "
-            f"(a {init_weights.family} model)"
-        )
-    if family.task is None:
-        raise UsageError(
-            f"{family.name} is inference only: pconv has no training task for it (use it "
-            "with pconv inpaint, eval and serve)"
-        )
-    task = get_task(family.task)
+    init_weights = _open_init(overrides.get("init"))
+    family = _training_family(overrides, init_weights)
+    task = _training_task(family)
     if finetune:
         overrides = {**overrides, "stage": task.finetune_stage}
     stage = overrides.get("stage", 1)
-    if stage not in task.stage_defaults:
-        stages = " or ".join(str(s) for s in task.stage_defaults)
-        raise UsageError(f"--stage must be {stages} for {family.name}, got {stage}")
-    preset_name = overrides.get("preset")
-    if preset_name is not None and preset_name not in task.presets:
-        known = ", ".join(task.presets) or "none"
-        raise UsageError(
-            f"unknown preset {preset_name!r} for {family.name}; choose from {known}"
-        )
-    preset = dict(task.presets.get(preset_name, {})) if preset_name else {}
-    preset.update(preset.pop("stages", {}).get(stage, {}))  # a preset's values for this stage
+    preset = _stage_preset(task, family.name, stage, overrides.get("preset"))
 
     values: dict[str, Any] = dict(task.stage_defaults[stage])
     preset_model = preset.pop("model", {})
     values.update(preset)
     values.update({k: v for k, v in overrides.items() if k != "model"})
-
-    given = dict(overrides.get("model", {}))
-    model_options = {**preset_model}
-    if init_weights is not None:
-        from_init = dataclasses.asdict(init_weights.config)
-        for key, value in given.items():
-            if key in from_init and from_init[key] != value:
-                raise UsageError(
-                    f"--{key.replace('_', '-')} {value} conflicts with --init "
-                    f"{overrides['init']} ({key} = {from_init[key]})"
-                )
-        model_options = from_init
-    model_options.update(given)
-    try:
-        values["model"] = dataclasses.asdict(make_config(family, model_options))
-    except ModelError as exc:
-        raise exc.prefixed(f"--arch {family.name}") from None
+    values["model"] = _model_values(
+        family, preset_model, dict(overrides.get("model", {})), init_weights, overrides.get("init")
+    )
     if init_weights is not None and "size" not in overrides and "size" not in preset:
         size = _training_size(init_weights)  # fine-tune at the size the weights learnt
         if size:
@@ -303,19 +261,107 @@ def _resolve_new(overrides: dict[str, Any], finetune: bool = False) -> TrainConf
     values["loss_weights"] = task.resolve_loss_weights(
         {**preset.get("loss_weights", {}), **(overrides.get("loss_weights") or {})}
     )  # the task's < the preset's < the user's, term by term
+    values["init_from"] = _init_from(init_weights, stage, task)
+    config = TrainConfig(**values)
+    _validate(config)
+    return config
 
+
+def _open_init(spec: str | None) -> Weights | None:
+    """The ``--init`` weights (None without it); a bad spec is a one-line --init error."""
+    from pconv_cli.weights import WeightsError, open_weights
+
+    if not spec:
+        return None
+    try:
+        return open_weights(spec, progress=False)
+    except WeightsError as exc:
+        raise exc.prefixed("--init") from None
+
+
+def _training_family(overrides: dict[str, Any], init_weights: Weights | None) -> ModelFamily:
+    """``--arch``, else the ``--init`` weights' family, else the default; they must agree."""
+    from pconv_cli.models.registry import ModelError, get_family
+
+    try:
+        arch = overrides.get("arch") or (init_weights.family if init_weights else DEFAULT_ARCH)
+        family = get_family(arch)
+    except ModelError as exc:
+        raise exc.prefixed("--arch") from None
+    if init_weights is not None and family.name != init_weights.family:
+        raise UsageError(
+            f"--arch {arch} conflicts with --init {overrides['init']} "
+            f"(a {init_weights.family} model)"
+        )
+    return family
+
+
+def _training_task(family: ModelFamily) -> type[Task]:
+    """The family's training task (an inference-only family is a usage error)."""
+    from pconv_cli.train.tasks import get_task
+
+    if family.task is None:
+        raise UsageError(
+            f"{family.name} is inference only: pconv has no training task for it (use it "
+            "with pconv inpaint, eval and serve)"
+        )
+    return get_task(family.task)
+
+
+def _stage_preset(task: type[Task], family_name: str, stage: int, preset_name: str | None) -> dict:
+    """The preset's values for this stage (empty without ``--preset``); checks both."""
+    if stage not in task.stage_defaults:
+        stages = " or ".join(str(s) for s in task.stage_defaults)
+        raise UsageError(f"--stage must be {stages} for {family_name}, got {stage}")
+    if preset_name is not None and preset_name not in task.presets:
+        known = ", ".join(task.presets) or "none"
+        raise UsageError(
+            f"unknown preset {preset_name!r} for {family_name}; choose from {known}"
+        )
+    preset = dict(task.presets.get(preset_name, {})) if preset_name else {}
+    preset.update(preset.pop("stages", {}).get(stage, {}))  # a preset's values for this stage
+    return preset
+
+
+def _model_values(
+    family: ModelFamily,
+    preset_model: dict,
+    given: dict,
+    init_weights: Weights | None,
+    init_spec: str | None,
+) -> dict[str, Any]:
+    """The model config: the preset's < the ``--init`` weights' < the options given (which
+    may not contradict ``--init``), checked by the family."""
+    from pconv_cli.models.registry import ModelError, make_config
+
+    model_options = {**preset_model}
     if init_weights is not None:
-        values["init_from"] = "init"
-    elif stage in task.init_stages:
+        from_init = dataclasses.asdict(init_weights.config)
+        for key, value in given.items():
+            if key in from_init and from_init[key] != value:
+                raise UsageError(
+                    f"--{key.replace('_', '-')} {value} conflicts with --init "
+                    f"{init_spec} ({key} = {from_init[key]})"
+                )
+        model_options = from_init
+    model_options.update(given)
+    try:
+        return dataclasses.asdict(make_config(family, model_options))
+    except ModelError as exc:
+        raise exc.prefixed(f"--arch {family.name}") from None
+
+
+def _init_from(init_weights: Weights | None, stage: int, task: type[Task]) -> str:
+    """Where the run's weights start: ``init`` or ``scratch`` (a fine-tuning stage needs
+    weights)."""
+    if init_weights is not None:
+        return "init"
+    if stage in task.init_stages:
         raise UsageError(
             f"--stage {stage} fine-tunes a trained model: pass --init WEIGHTS, or --out "
             "pointing at a stage-1 run"
         )
-    else:
-        values["init_from"] = "scratch"
-    config = TrainConfig(**values)
-    _validate(config)
-    return config
+    return "scratch"
 
 
 def _continue_stage(overrides: dict[str, Any]) -> dict[str, Any]:

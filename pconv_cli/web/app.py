@@ -49,7 +49,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -397,6 +397,51 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
+class _Jobs:
+    """The inference worker: one thread, one job at a time; the waiting ones are counted
+    (``/api/health``) and checked when their turn comes."""
+
+    def __init__(self) -> None:
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pconv-inpaint")
+        self.gate = asyncio.Lock()
+        self.queued = 0
+
+    async def run(self, function, *args):
+        """``function(*args)`` in the worker thread, after the jobs queued before it; a
+        request whose client disconnected while it waited is dropped unrun."""
+        receive = _RECEIVE.get()
+        gone = None if receive is None else asyncio.ensure_future(_disconnected(receive))
+        self.queued += 1
+        try:
+            async with self.gate:
+                if gone is not None and gone.done() and not gone.cancelled():
+                    raise ApiError(499, "the client closed the request; not run")
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self.worker, function, *args)
+        finally:
+            self.queued -= 1
+            if gone is not None:
+                gone.cancel()
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """What the route handlers share (``app.state.serving``): the models, the worker, the
+    limits and the page's defaults."""
+
+    store: ModelStore
+    jobs: _Jobs
+    limit: int  # bytes per uploaded file
+    max_pixels: int
+    max_pass_pixels: int | None
+    default_method: str | None
+    default_blend: str
+
+
+def _serving(request: Request) -> _Serving:
+    return request.app.state.serving
+
+
 def create_app(
     *,
     weights: str | None = None,
@@ -419,20 +464,14 @@ def create_app(
     (None: no limit)."""
     from pconv_cli.devices import resolve_device
     from pconv_cli.inpainting.blending import BLENDS
-    from pconv_cli.inpainting.classic import CLASSIC_METHODS, USER_METHODS
-    from pconv_cli.inpainting.strategy import STRATEGIES
+    from pconv_cli.inpainting.classic import USER_METHODS
 
     if method is not None and method not in USER_METHODS:
         raise ValueError(f"method {method!r}: use {', '.join(USER_METHODS)}")
     if blend not in BLENDS:
         raise ValueError(f"blend {blend!r}: use {', '.join(BLENDS)}")
-    default_method, default_blend = method, blend
     store = ModelStore(weights, resolve_device(device))
     limit = max_upload_mb * 2**20
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pconv-inpaint")
-    gate = asyncio.Lock()  # one job at a time; the waiting ones are checked when their turn comes
-    queued = 0
-
     app = FastAPI(
         title="pconv",
         version=__version__,
@@ -441,6 +480,10 @@ def create_app(
         redoc_url=None,
     )
     app.state.store = store
+    app.state.serving = _Serving(
+        store=store, jobs=_Jobs(), limit=limit, max_pixels=max_pixels,
+        max_pass_pixels=max_pass_pixels, default_method=method, default_blend=blend,
+    )  # fmt: skip
     app.add_middleware(
         _Guard,
         served_host=host,
@@ -449,146 +492,178 @@ def create_app(
         max_body=2 * limit + 2**20,  # two files and the form fields
         max_upload_mb=max_upload_mb,
     )
-
-    async def run(function, *args):
-        """``function(*args)`` in the worker thread, after the jobs queued before it; a
-        request whose client disconnected while it waited is dropped unrun."""
-        nonlocal queued
-        receive = _RECEIVE.get()
-        gone = None if receive is None else asyncio.ensure_future(_disconnected(receive))
-        queued += 1
-        try:
-            async with gate:
-                if gone is not None and gone.done() and not gone.cancelled():
-                    raise ApiError(499, "the client closed the request; not run")
-                return await asyncio.get_running_loop().run_in_executor(worker, function, *args)
-        finally:
-            queued -= 1
-            if gone is not None:
-                gone.cancel()
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
-        message = f"{where}: {str(first.get('msg', 'invalid')).lower()}"
-        return JSONResponse({"error": message}, status_code=400)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": _one_line(exc.detail)}, status_code=exc.status_code)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        _log.error("pconv serve: %s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse(  # the details (paths of this machine) go to the server's log only
-            {"error": f"internal error ({type(exc).__name__}); the server's log has the details"},
-            status_code=500,
-        )
-
-    @app.get("/", include_in_schema=False)
-    async def _page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
-    @app.get("/docs", include_in_schema=False)
-    async def _docs() -> FileResponse:
-        """The API page: rendered from /openapi.json by a local script (works offline)."""
-        return FileResponse(STATIC / "api.html")
-
+    for kind, handler in _ERROR_HANDLERS:
+        app.add_exception_handler(kind, handler)
+    app.include_router(_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/api/health")
-    async def health() -> dict[str, Any]:
-        """Liveness, version, the inference device and how many requests wait or run."""
-        return {
-            "status": "ok",
-            "version": __version__,
-            "device": str(store.device),
-            "queued": queued,
-        }
-
-    @app.get("/api/models")
-    async def models() -> dict[str, Any]:
-        """The models on offer (zoo entries present here and --weights), the classic
-        methods, the strategies and the blends (defaults first)."""
-        return {
-            "models": store.describe(),
-            "default": store.default,
-            "methods": [
-                {"name": name, "description": CLASSIC_METHODS[name].description}
-                for name in USER_METHODS
-            ],
-            "default_method": default_method,
-            "strategies": list(STRATEGIES),
-            "blends": list(BLENDS),
-            "default_blend": default_blend,
-        }
-
-    @app.post("/api/inpaint")
-    async def inpaint(
-        image: UploadFile = File(..., description="The photo (PNG, JPEG, WebP, BMP, TIFF)."),
-        mask: UploadFile = File(..., description="The mask: white = hole, the image's size."),
-        model: str = Form("", description="A name from /api/models (empty: the default)."),
-        method: str = Form(
-            "", description="A classic method from /api/models instead of a model."
-        ),
-        strategy: str = Form("auto", description="auto, full, crop or resize."),
-        blend: str = Form("", description="poisson or none (empty: the server's default)."),
-        invert_mask: bool = Form(False, description="The mask is black = hole."),
-        format: str = Form("same", description="Output format: same (the image's), png, ..."),
-    ) -> Response:
-        """Fill the mask's holes; known pixels stay byte-identical in lossless formats."""
-        image_bytes = await _read_upload(image, "image", limit)
-        mask_bytes = await _read_upload(mask, "mask", limit)
-        image_format = _image_format(image_bytes, "image", max_pixels)
-        _image_format(mask_bytes, "mask", max_pixels)
-        if strategy not in STRATEGIES:
-            raise ApiError(400, f"strategy {strategy!r}: use {', '.join(STRATEGIES)}")
-        blend_used = blend or default_blend
-        if blend_used not in BLENDS:
-            raise ApiError(400, f"blend {blend!r}: use {', '.join(BLENDS)}")
-        if model and method:
-            raise ApiError(400, "give model or method, not both (one source at a time)")
-        chosen_method = method or (None if model else default_method)
-        if chosen_method is not None and chosen_method not in USER_METHODS:
-            raise ApiError(400, f"method {method!r}: use {', '.join(USER_METHODS)}")
-        out_format = _output_format(format, image_format)
-        choice = None if chosen_method else store.resolve(model)
-        options = {"strategy": strategy, "invert_mask": invert_mask, "blend": blend_used,
-                   "max_pass_pixels": max_pass_pixels}  # fmt: skip
-
-        def job() -> tuple[bytes, tuple[str, str], list[str]]:
-            source = chosen_method or store.model(choice)
-            return _inpaint(source, image_bytes, image_format, mask_bytes, out_format, options)
-
-        data, (used, blend_ran), notes = await run(job)
-        from pconv_cli.data.images import SUFFIX_OF_FORMAT
-
-        name = f"{_safe_stem(image.filename)}_inpainted{SUFFIX_OF_FORMAT[out_format]}"
-        headers = {
-            "Content-Disposition": f'inline; filename="{name}"',
-            "X-Pconv-Model": choice.name if choice else f"method:{chosen_method}",
-            "X-Pconv-Strategy": used,
-            "X-Pconv-Blend": blend_ran or blend_used,
-        }
-        if notes:
-            headers["X-Pconv-Notes"] = " | ".join(notes).encode("ascii", "replace").decode()
-        return Response(data, media_type=_MEDIA_TYPES[out_format], headers=headers)
-
-    @app.post("/api/convert")
-    async def convert(
-        image: UploadFile = File(..., description="An image."),
-        format: str = Form(..., description="png, jpeg, webp, bmp or tiff."),
-    ) -> Response:
-        """The image re-encoded in another format (JPEG/WebP at quality 95)."""
-        data = await _read_upload(image, "image", limit)
-        image_format = _image_format(data, "image", max_pixels)
-        out_format = _output_format(format, image_format)
-        encoded = await run(_convert, data, image_format, out_format)
-        return Response(encoded, media_type=_MEDIA_TYPES[out_format])
-
+    app.include_router(_api)
     return app
+
+
+# ---------------------------------------------------------------- errors: JSON, one line
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+    message = f"{where}: {str(first.get('msg', 'invalid')).lower()}"
+    return JSONResponse({"error": message}, status_code=400)
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"error": _one_line(exc.detail)}, status_code=exc.status_code)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    _log.error("pconv serve: %s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(  # the details (paths of this machine) go to the server's log only
+        {"error": f"internal error ({type(exc).__name__}); the server's log has the details"},
+        status_code=500,
+    )
+
+
+_ERROR_HANDLERS = (
+    (ApiError, _api_error),
+    (RequestValidationError, _invalid),
+    (StarletteHTTPException, _http),
+    (Exception, _unexpected),
+)
+
+# ---------------------------------------------------------------- the page and the API page
+
+_pages = APIRouter()
+
+
+@_pages.get("/", include_in_schema=False)
+async def _page() -> FileResponse:
+    return FileResponse(STATIC / "index.html")
+
+
+@_pages.get("/docs", include_in_schema=False)
+async def _docs() -> FileResponse:
+    """The API page: rendered from /openapi.json by a local script (works offline)."""
+    return FileResponse(STATIC / "api.html")
+
+
+# ---------------------------------------------------------------- the API
+
+_api = APIRouter()
+
+
+@_api.get("/api/health")
+async def health(request: Request) -> dict[str, Any]:
+    """Liveness, version, the inference device and how many requests wait or run."""
+    serving = _serving(request)
+    return {
+        "status": "ok",
+        "version": __version__,
+        "device": str(serving.store.device),
+        "queued": serving.jobs.queued,
+    }
+
+
+@_api.get("/api/models")
+async def models(request: Request) -> dict[str, Any]:
+    """The models on offer (zoo entries present here and --weights), the classic
+    methods, the strategies and the blends (defaults first)."""
+    from pconv_cli.inpainting.blending import BLENDS
+    from pconv_cli.inpainting.classic import CLASSIC_METHODS, USER_METHODS
+    from pconv_cli.inpainting.strategy import STRATEGIES
+
+    serving = _serving(request)
+    return {
+        "models": serving.store.describe(),
+        "default": serving.store.default,
+        "methods": [
+            {"name": name, "description": CLASSIC_METHODS[name].description}
+            for name in USER_METHODS
+        ],
+        "default_method": serving.default_method,
+        "strategies": list(STRATEGIES),
+        "blends": list(BLENDS),
+        "default_blend": serving.default_blend,
+    }
+
+
+@_api.post("/api/inpaint")
+async def inpaint(
+    request: Request,
+    image: UploadFile = File(..., description="The photo (PNG, JPEG, WebP, BMP, TIFF)."),
+    mask: UploadFile = File(..., description="The mask: white = hole, the image's size."),
+    model: str = Form("", description="A name from /api/models (empty: the default)."),
+    method: str = Form("", description="A classic method from /api/models instead of a model."),
+    strategy: str = Form("auto", description="auto, full, crop or resize."),
+    blend: str = Form("", description="poisson or none (empty: the server's default)."),
+    invert_mask: bool = Form(False, description="The mask is black = hole."),
+    format: str = Form("same", description="Output format: same (the image's), png, ..."),
+) -> Response:
+    """Fill the mask's holes; known pixels stay byte-identical in lossless formats."""
+    from pconv_cli.data.images import SUFFIX_OF_FORMAT
+
+    serving = _serving(request)
+    image_bytes = await _read_upload(image, "image", serving.limit)
+    mask_bytes = await _read_upload(mask, "mask", serving.limit)
+    image_format = _image_format(image_bytes, "image", serving.max_pixels)
+    _image_format(mask_bytes, "mask", serving.max_pixels)
+    chosen_method, blend_used = _inpaint_choices(serving, model, method, strategy, blend)
+    out_format = _output_format(format, image_format)
+    choice = None if chosen_method else serving.store.resolve(model)
+    options = {"strategy": strategy, "invert_mask": invert_mask, "blend": blend_used,
+               "max_pass_pixels": serving.max_pass_pixels}  # fmt: skip
+
+    def job() -> tuple[bytes, tuple[str, str], list[str]]:
+        source = chosen_method or serving.store.model(choice)
+        return _inpaint(source, image_bytes, image_format, mask_bytes, out_format, options)
+
+    data, (used, blend_ran), notes = await serving.jobs.run(job)
+    name = f"{_safe_stem(image.filename)}_inpainted{SUFFIX_OF_FORMAT[out_format]}"
+    headers = {
+        "Content-Disposition": f'inline; filename="{name}"',
+        "X-Pconv-Model": choice.name if choice else f"method:{chosen_method}",
+        "X-Pconv-Strategy": used,
+        "X-Pconv-Blend": blend_ran or blend_used,
+    }
+    if notes:
+        headers["X-Pconv-Notes"] = " | ".join(notes).encode("ascii", "replace").decode()
+    return Response(data, media_type=_MEDIA_TYPES[out_format], headers=headers)
+
+
+def _inpaint_choices(
+    serving: _Serving, model: str, method: str, strategy: str, blend: str
+) -> tuple[str | None, str]:
+    """The classic method to run (None: a model) and the blend, from the form and the
+    server's defaults; a 400 for a bad strategy, blend or method, or both sources."""
+    from pconv_cli.inpainting.blending import BLENDS
+    from pconv_cli.inpainting.classic import USER_METHODS
+    from pconv_cli.inpainting.strategy import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        raise ApiError(400, f"strategy {strategy!r}: use {', '.join(STRATEGIES)}")
+    blend_used = blend or serving.default_blend
+    if blend_used not in BLENDS:
+        raise ApiError(400, f"blend {blend!r}: use {', '.join(BLENDS)}")
+    if model and method:
+        raise ApiError(400, "give model or method, not both (one source at a time)")
+    chosen_method = method or (None if model else serving.default_method)
+    if chosen_method is not None and chosen_method not in USER_METHODS:
+        raise ApiError(400, f"method {method!r}: use {', '.join(USER_METHODS)}")
+    return chosen_method, blend_used
+
+
+@_api.post("/api/convert")
+async def convert(
+    request: Request,
+    image: UploadFile = File(..., description="An image."),
+    format: str = Form(..., description="png, jpeg, webp, bmp or tiff."),
+) -> Response:
+    """The image re-encoded in another format (JPEG/WebP at quality 95)."""
+    serving = _serving(request)
+    data = await _read_upload(image, "image", serving.limit)
+    image_format = _image_format(data, "image", serving.max_pixels)
+    out_format = _output_format(format, image_format)
+    encoded = await serving.jobs.run(_convert, data, image_format, out_format)
+    return Response(encoded, media_type=_MEDIA_TYPES[out_format])
