@@ -171,3 +171,40 @@ def test_a_foreign_toy_file_loads_for_inference_and_init(tmp_path):
     start = critic.state_dict()["body.0.weight"]
     assert trained["body.0.weight"].shape == start.shape
     assert 0 < (trained["body.0.weight"] - start).abs().max() < 0.01
+
+
+def test_an_installed_plugin_is_found_by_the_weights_path_alone(tmp_path):
+    """Installed through the ``pconv_cli.plugins`` entry-point group, in a fresh process that
+    never lists models: its converter reads its files and its zoo entries resolve."""
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    (site / "toyplugin-0.1.dist-info").mkdir(parents=True)
+    (site / "toyplugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: toyplugin\nVersion: 0.1\n"
+    )
+    (site / "toyplugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[pconv_cli.plugins]\ntoy = toyplugin\n"
+    )
+    (site / "toyplugin.py").write_text(
+        "import toy_family\n"
+        "from pconv_cli.weights.zoo import WeightsEntry, register_weights\n"
+        "register_weights(WeightsEntry(name='toy-release', url='https://example.org/t.pth',\n"
+        "    sha256_prefix=None, source_format='toyformat', family=toy_family.FAMILY,\n"
+        "    config={'width': 6}, dataset='none', description='a toy'))\n"
+    )
+    path, _, _ = toy_family.toyformat_file(tmp_path / "toy_release.pth")
+    script = (
+        "import sys\n"
+        "from pconv_cli.weights import get_weights, load_model, open_weights\n"
+        f"print(open_weights({str(path)!r}).family, type(load_model({str(path)!r})).__name__)\n"
+        "print(get_weights('toy-release').family)\n"
+    )
+    env = {**__import__("os").environ,
+           "PYTHONPATH": f"{site}:{Path(__file__).parent}:{Path(__file__).parents[1]}"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split()
+    assert lines[0] == toy_family.FAMILY and lines[-1] == toy_family.FAMILY

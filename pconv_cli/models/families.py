@@ -22,10 +22,14 @@ import importlib.util
 from dataclasses import dataclass, field
 from types import ModuleType
 
+PLUGIN_GROUP = "pconv_cli.plugins"
+"""The entry-point group of families living outside pconv (each entry a module to import)."""
+
 __all__ = [
     "DEFAULT_FAMILY",
     "DEFAULT_WEIGHTS",
     "FAMILIES",
+    "PLUGIN_GROUP",
     "FamilyCli",
     "FamilyOption",
     "family_cli",

@@ -44,7 +44,7 @@ __all__ = [
     "register_resolver",
 ]
 
-PLUGIN_GROUP = "pconv_cli.plugins"
+from pconv_cli.models.families import PLUGIN_GROUP
 
 
 class ModelError(UsageError, ValueError):
@@ -130,7 +130,7 @@ def register_model(
     return decorator
 
 
-def _load_plugins() -> None:
+def load_plugins() -> None:
     """Register pconv's own families (the index), then import every module of the
     ``pconv_cli.plugins`` entry-point group, once."""
     global _plugins_loaded
@@ -164,7 +164,7 @@ def register_resolver(
 
 def get_family(name: str) -> ModelFamily:
     """The family called ``name`` (or one of its aliases); unknown names are a ModelError."""
-    _load_plugins()
+    load_plugins()
     family = _FAMILIES.get(_ALIASES.get(name, name))
     for resolve, _, _ in _RESOLVERS if family is None else ():
         family = resolve(name)
@@ -183,7 +183,7 @@ def list_models(kind: str | None = None, *, include_resolvable: bool = True) -> 
     With ``include_resolvable`` the names families are made for on demand follow
     (e.g. every torchvision classifier; the library they come from is imported).
     """
-    _load_plugins()
+    load_plugins()
     names = [name for name, family in _FAMILIES.items() if kind is None or family.kind == kind]
     if include_resolvable and kind in (None, "classification"):
         for _, resolvable, _ in _RESOLVERS:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from pconv_cli.models.families import load_families
-from pconv_cli.models.registry import ModelError, make_config
+from pconv_cli.models.registry import ModelError, load_plugins, make_config
 from pconv_cli.weights.errors import WeightsError
 
 if TYPE_CHECKING:
@@ -91,8 +91,10 @@ def register_converter(
 
 
 def _converters() -> dict[str, Converter]:
-    """The registered converters (the families' register on first use), in detection order."""
+    """The registered converters (the families' and plugins' register on first use), in
+    detection order."""
     load_families()
+    load_plugins()
     return _CONVERTERS
 
 
@@ -142,7 +144,8 @@ def register_reader(
 def find_reader(path: str | os.PathLike[str]) -> FileReader | None:
     """The first registered reader that recognises ``path`` (a file or a folder), or None."""
     path = Path(path)
-    load_families()  # families register their readers
+    load_families()  # families (and plugins) register their readers
+    load_plugins()
     for reader in _READERS.values():
         if reader.detect(path):
             return reader

@@ -58,19 +58,37 @@ def register_weights_resolver(resolve: Callable[[str], WeightsEntry | None]) -> 
     _RESOLVERS.append(resolve)
 
 
+def _load_plugins() -> None:
+    """Import the ``pconv_cli.plugins`` entry points (they may register weights), if any are
+    installed: without one, nothing is imported (the zoo stays torch-free)."""
+    from importlib.metadata import entry_points
+
+    from pconv_cli.models.families import PLUGIN_GROUP
+
+    if entry_points(group=PLUGIN_GROUP):
+        from pconv_cli.models.registry import load_plugins
+
+        load_plugins()
+
+
 def resolve_weights(name: str) -> WeightsEntry | None:
-    """The zoo entry called ``name``, listed or made by a resolver; None if there is none."""
-    if name in ZOO:
-        return ZOO[name]
-    for resolve in _RESOLVERS:
-        entry = resolve(name)
-        if entry is not None:
-            return entry
+    """The zoo entry called ``name``, listed or made by a resolver (pconv's families, then
+    installed plugins); None if there is none."""
+    for attempt in range(2):
+        if name in ZOO:
+            return ZOO[name]
+        for resolve in _RESOLVERS:
+            entry = resolve(name)
+            if entry is not None:
+                return entry
+        if attempt == 0:
+            _load_plugins()
     return None
 
 
 def list_weights() -> list[WeightsEntry]:
-    """Every listed zoo entry, in zoo order."""
+    """Every listed zoo entry (installed plugins' included), in zoo order."""
+    _load_plugins()
     return list(ZOO.values())
 
 
