@@ -19,6 +19,21 @@ boundary), solved by multigrid V-cycles (red-black Gauss-Seidel, full-weighting
 restriction, bilinear prolongation) on the holes' bounding box, in torch (CPU or
 GPU). A fill that differs from the surroundings by a constant comes back equal to
 them; known pixels are never changed.
+
+**Guidance ramp** (``ramp``, default :data:`DEFAULT_RAMP` px): the fill's gradients
+are trusted in proportion to the depth of the hole, ``a_p = min(1, depth_p / ramp)``
+(``depth``: the Euclidean distance to the nearest known pixel), each edge weighted by
+the mean of its two ends (a boundary edge by ``a_p``)::
+
+    sum_q (f_p - f_q) = sum_q a_pq (g_p - g_q)
+
+Within ``ramp`` px of the boundary the result leans towards the smooth membrane
+through the photo's boundary pixels, deeper it keeps the fill's texture: thin holes
+(scratches, wires, masts) come back as smooth as a diffusion method's fill, without
+the fill's own noise or ghosts, and large holes keep the model's structure. Chosen on
+BSDS300 ``val/`` with NVIDIA-like masks (the bundled model, ramp 0 / 8 / 16 px: hole
+PSNR of the 1-10 % bucket 21.42 / 21.65 / 21.67 dB, overall SSIM 0.8178 / 0.8200 /
+0.8201); ``ramp=0`` is the plain Poisson equation above.
 """
 
 from __future__ import annotations
@@ -29,7 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BLENDS", "Blend", "poisson_blend", "solve_membrane"]
+__all__ = ["BLENDS", "DEFAULT_RAMP", "Blend", "guidance_weights", "poisson_blend", "solve_membrane"]
+
+DEFAULT_RAMP = 8.0
+"""Depth (px) from which the fill's gradients are fully trusted (see the module docstring)."""
 
 
 class Blend(enum.StrEnum):
@@ -263,13 +281,29 @@ def solve_membrane(
     return x[0]
 
 
+def guidance_weights(hole: Tensor, ramp: float) -> Tensor:
+    """``a_p = min(1, depth_p / ramp)`` on ``hole`` (float (H, W), 1 where ``ramp`` <= 0)."""
+    if ramp <= 0:
+        return torch.ones(hole.shape, device=hole.device)
+    from pconv_cli.inpainting.strategy import hole_depth_map
+
+    depth = torch.from_numpy(hole_depth_map(hole.cpu().numpy())).to(hole.device)
+    return (depth / ramp).clamp_(max=1.0)
+
+
 def poisson_blend(
-    image: Tensor, fill: Tensor, hole: Tensor, guided: Tensor | None = None
+    image: Tensor,
+    fill: Tensor,
+    hole: Tensor,
+    guided: Tensor | None = None,
+    *,
+    ramp: float = DEFAULT_RAMP,
 ) -> Tensor:
     """``fill`` blended into ``image`` on ``hole`` (see the module docstring): (3, H, W).
 
     Known pixels are ``image``'s exactly. Works on the holes' bounding box plus one
-    pixel; the array edge counts as the image edge (no neighbour there).
+    pixel; the array edge counts as the image edge (no neighbour there). ``ramp``: the
+    guidance ramp in px (0: the plain Poisson equation).
     """
     out = image.clone()
     if not bool(hole.any()):
@@ -285,14 +319,20 @@ def poisson_blend(
     have = guided[box[1:]] & ~omega if guided is not None else torch.zeros_like(omega)
     rhs = torch.zeros_like(g)
     om = omega.float()
-    # For each direction: hole pixel p, known neighbour q: gap = I_q - (G_q or g_p).
+    trust = guidance_weights(omega, ramp) * om
+    # For each direction: hole pixel p, known neighbour q: gap = I_q - (g_p - a_p (g_p - G_q))
+    # (G_q where guided, else g_p); hole neighbour q: (a_pq - 1) (g_p - g_q), a_pq the mean.
     for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
         q_photo = _shift(photo, dy, dx)
         q_fill = _shift(g, dy, dx)
         q_known = _shift((~omega).float(), dy, dx)  # 0 where q is outside the array
         q_have = _shift(have.float(), dy, dx)
-        target = q_have * q_fill + (1.0 - q_have) * g
+        target = g - trust * q_have * (g - q_fill)
         rhs += om * q_known * (q_photo - target)
+        if ramp > 0:
+            q_hole = _shift(om, dy, dx)
+            edge = (trust + _shift(trust, dy, dx)) / 2
+            rhs += om * q_hole * (edge - 1.0) * (g - q_fill)
     known_neighbours = sum(
         _shift((~omega).float(), dy, dx) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))
     )
