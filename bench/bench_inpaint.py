@@ -43,59 +43,48 @@ the spoon hole with the 0.x crop path, measured on another day and load) are tex
 for orientation only; the auto / none ratios are measured in the same run.
 Everything lives in a temp dir. Run by hand; nothing here is a test.
 
-Measured on 2 CPU cores shared with a training run and two other jobs (load average
-3.7-4.8 during the run: absolute seconds are slower than on an idle machine, an
-earlier run at load ~3 gave 12.2 s / 9.6 s / 12.8 s / 10.2 s for the four commands;
-ratios within one run hold better), 2026-12-03 07:00 UTC, ``OMP_NUM_THREADS=1
-python bench/bench_inpaint.py --threads 1`` (3.5 minutes)::
+Measured on the 2-core development machine with one other job running, 2026-12-03
+07:45 UTC, after the reach probe was made to measure 8 alignments at a time (it
+peaked at ~2 GB before, whatever the photo), ``OMP_NUM_THREADS=1 python
+bench/bench_inpaint.py --threads 1``::
 
-    1 thread(s), 2 CPUs, load average 3.7 at the start
+    1 thread(s), 2 CPUs, load average 1.5 at the start
     photo 4000x3000 (scikit-image coffee, upscaled, grain),
     bundled default model, --strategy auto
 
     spoon: 5.1 % of the pixels are hole
-      pconv inpaint               16.18 s   peak RSS   1981 MiB
+      pconv inpaint               11.42 s   peak RSS   1422 MiB
         scales 1/16, 1/8, 1/4, 1/2, 1; crop, 26 passes, blend poisson
-        one-time fill-radius probe peak 1981 MiB, rest of the run 1387 MiB
-      pconv inpaint --blend none  12.82 s   peak RSS   1981 MiB
+        one-time fill-radius probe peak 631 MiB, rest of the run 1422 MiB
+      pconv inpaint --blend none   8.98 s   peak RSS   1402 MiB
         scales 1/16, 1/8, 1/4, 1/2, 1; crop, 26 passes, blend none
-        one-time fill-radius probe peak 1981 MiB, rest of the run 1412 MiB
-      auto / none (what Poisson costs inside the command): time 1.26x,
-        peak RSS 1.00x, rest of the run 0.98x
+        one-time fill-radius probe peak 629 MiB, rest of the run 1402 MiB
+      auto / none (what Poisson costs inside the command): time 1.27x,
+        peak RSS 1.01x, rest of the run 1.01x
       vs issue #19's old figures for this hole (0.x crop path, 19.5 s / 2.4 GB,
-        another run; text only): time 0.83x, peak RSS 0.81x
+        another run; text only): time 0.59x, peak RSS 0.58x
 
     object: 12.0 % of the pixels are hole
-      pconv inpaint               17.82 s   peak RSS   1981 MiB
+      pconv inpaint               11.61 s   peak RSS   1501 MiB
         scales 1/32, 1/16, 1/8, 1/4, 1/2, 1; crop, 31 passes, blend poisson
-        one-time fill-radius probe peak 1981 MiB, rest of the run 1447 MiB
-      pconv inpaint --blend none  15.62 s   peak RSS   1981 MiB
+        one-time fill-radius probe peak 622 MiB, rest of the run 1501 MiB
+      pconv inpaint --blend none   9.48 s   peak RSS   1443 MiB
         scales 1/32, 1/16, 1/8, 1/4, 1/2, 1; crop, 31 passes, blend none
-        one-time fill-radius probe peak 1981 MiB, rest of the run 1480 MiB
-      auto / none (what Poisson costs inside the command): time 1.14x,
-        peak RSS 1.00x, rest of the run 0.98x
+        one-time fill-radius probe peak 623 MiB, rest of the run 1443 MiB
+      auto / none (what Poisson costs inside the command): time 1.22x,
+        peak RSS 1.04x, rest of the run 1.04x
 
     poisson_blend alone, object case (12.0 % hole;
       the call only, in a fresh process, no import or I/O):
-      on the default model's fill           2.92 s, adds 553 MiB
-      on a smooth fill, 0.05 too bright     3.08 s, adds 543 MiB
+      on the default model's fill           2.92 s, adds 581 MiB
+      on a smooth fill, 0.05 too bright     2.83 s, adds 610 MiB
 
     cold start, 512x512, median of 5:
-      torch+torchvision+UNet     5.86 s   peak RSS  1102 MiB   (5.63, 5.86, 5.90, 5.87, 5.67)
-      torch+UNet                 3.69 s   peak RSS   947 MiB   (2.58, 3.68, 3.80, 3.69, 3.70)
-      pconv inpaint              8.44 s   peak RSS  2010 MiB   (7.45, 8.41, 8.60, 8.44, 9.09)
-      ratio vs torch+torchvision+UNet 1.44x (misses the <= 1.25x goal)
-      ratio vs torch+UNet (no torchvision) 2.29x
-
-Reading: the default path fills the 12 MP spoon hole coarse-to-fine from 1/16 and
-the 12 % object from 1/32; Poisson adds 14-26 % of the time and no peak memory
-(~3 s and ~0.55 GB of its own on the 12 % hole, below the run's peak). The peak of
-every default-model run, ~1.98 GB here, is set by the fill-radius probe
-(``pconv_unet._reach(7)``: ~1.25 s and ~1.4 GB of ``conv2d`` scratch on a
-(128, 1, 128, 1024) strip), even for a 512 px photo (the cold case's 2010 MiB);
-the rest of the run (import, model and pixels) peaks at ~1.4-1.5 GB. The probe's
-~1.25 s is more than the cold start's gap to the goal (1.25 x 5.86 = 7.33 s allowed,
-8.44 s measured; without the probe ~7.2 s, 1.23x).
+      torch+torchvision+UNet     3.81 s   peak RSS  1090 MiB   (3.81, 3.99, 3.79, 3.84, 3.60)
+      torch+UNet                 2.50 s   peak RSS   942 MiB   (2.51, 2.50, 2.43, 2.55, 2.37)
+      pconv inpaint              5.07 s   peak RSS  1032 MiB   (5.15, 5.16, 5.01, 5.07, 4.99)
+      ratio vs torch+torchvision+UNet 1.33x (misses the <= 1.25x goal)
+      ratio vs torch+UNet (no torchvision) 2.03x
 """
 
 from __future__ import annotations
