@@ -2,9 +2,9 @@
 
 Every loss here is an object (an ``nn.Module`` or a small callable class) that a
 task holds and calls; the weights of a task's terms live in its ``loss_weights``
-(``--loss TERM=WEIGHT``). GAN losses (:class:`HingeGANLoss`,
-:class:`NonSaturatingGANLoss`, :class:`R1Penalty`, :class:`FeatureMatchingLoss`)
-take the discriminator's raw scores or features; they know no model.
+(``--loss TERM=WEIGHT``). GAN losses (:class:`HingeGANLoss`, :class:`NonSaturatingR1`
+and the functions :func:`r1_penalty` and :func:`feature_matching_loss`) take the
+discriminator's raw scores or features; they know no model.
 
 The loss of Liu et al. (ECCV 2018), every term separately weighted and logged:
 
