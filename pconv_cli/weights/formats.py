@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from pconv_cli.models.families import load_families
 from pconv_cli.models.registry import ModelError, load_plugins, make_config
 from pconv_cli.weights.errors import WeightsError
 
@@ -93,8 +92,7 @@ def register_converter(
 def _converters() -> dict[str, Converter]:
     """The registered converters (the families' and plugins' register on first use), in
     detection order."""
-    load_families()
-    load_plugins()
+    load_plugins()  # pconv's families, then installed plugins
     return _CONVERTERS
 
 
@@ -144,8 +142,7 @@ def register_reader(
 def find_reader(path: str | os.PathLike[str]) -> FileReader | None:
     """The first registered reader that recognises ``path`` (a file or a folder), or None."""
     path = Path(path)
-    load_families()  # families (and plugins) register their readers
-    load_plugins()
+    load_plugins()  # families and plugins register their readers
     for reader in _READERS.values():
         if reader.detect(path):
             return reader

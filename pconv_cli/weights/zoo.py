@@ -14,6 +14,7 @@ Nothing here downloads: see :mod:`pconv_cli.weights.hub`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from pconv_cli.models.families import DEFAULT_WEIGHTS, import_family_parts
@@ -58,9 +59,10 @@ def register_weights_resolver(resolve: Callable[[str], WeightsEntry | None]) -> 
     _RESOLVERS.append(resolve)
 
 
+@functools.cache
 def _load_plugins() -> None:
-    """Import the ``pconv_cli.plugins`` entry points (they may register weights), if any are
-    installed: without one, nothing is imported (the zoo stays torch-free)."""
+    """Import the ``pconv_cli.plugins`` entry points (they may register weights) once, if any
+    are installed: without one, nothing is imported."""
     from importlib.metadata import entry_points
 
     from pconv_cli.models.families import PLUGIN_GROUP
@@ -71,19 +73,20 @@ def _load_plugins() -> None:
         load_plugins()
 
 
+def _lookup(name: str) -> WeightsEntry | None:
+    if name in ZOO:
+        return ZOO[name]
+    return next((e for resolve in _RESOLVERS if (e := resolve(name)) is not None), None)
+
+
 def resolve_weights(name: str) -> WeightsEntry | None:
     """The zoo entry called ``name``, listed or made by a resolver (pconv's families, then
     installed plugins); None if there is none."""
-    for attempt in range(2):
-        if name in ZOO:
-            return ZOO[name]
-        for resolve in _RESOLVERS:
-            entry = resolve(name)
-            if entry is not None:
-                return entry
-        if attempt == 0:
-            _load_plugins()
-    return None
+    entry = _lookup(name)
+    if entry is None:
+        _load_plugins()
+        entry = _lookup(name)
+    return entry
 
 
 def list_weights() -> list[WeightsEntry]:
