@@ -175,7 +175,12 @@ def main() -> None:
                         help="compositing (repeatable; default: auto)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write per-pair scores and the table here")
     args = parser.parse_args()
-    result = evaluate(args)
+    from pconv_cli.errors import PconvError
+
+    try:
+        result = evaluate(args)
+    except PconvError as exc:
+        raise SystemExit(f"Error: {exc}") from None
     table = summarise(result)
     print_table(result, table)
     if args.json:

@@ -85,7 +85,9 @@ def gen_masks(
         "--kind",
         metavar="[" + "|".join(MASK_KINDS) + "]",
         help="irregular = MMagic (training default), brush = DeepFillv2, box = rectangles, "
-        "thin/medium/thick = LaMa-like presets, mixed = a weighted mix.",
+        "thin/medium/thick = LaMa-like presets, occlusion = NVIDIA-like test masks (thin "
+        "curvy bands, blobs), mixed = a weighted mix; A+B (e.g. mixed+occlusion) picks one "
+        "of them per mask.",
     ),
     hole_ratio: str | None = typer.Option(
         None,

@@ -27,6 +27,7 @@ from pconv_cli.commands._options import (
     positive_float,
     ratio_range_value,
 )
+from pconv_cli.data.mask_kinds import MASK_KINDS
 from pconv_cli.models.families import DEFAULT_FAMILY, FamilyOption, family_cli
 
 _PANEL_DATA = "Data"
@@ -137,8 +138,9 @@ OPTIONS: tuple[_Option, ...] = (
     )),
     _Option("masks", str, _opt(
         "--masks", "--mask", "-m", panel=_PANEL_DATA, callback=masks_value,
-        metavar="[irregular|brush|box|thin|medium|thick|mixed|DIR]",
-        help="A mask kind, or a folder of mask files (white = hole). [default: irregular]",
+        metavar="[" + "|".join(MASK_KINDS) + "|DIR]",
+        help="A mask kind (see pconv gen-masks --help; A+B: one of them per mask), or a folder "
+        "of mask files (white = hole). [default: irregular]",
     )),
     _Option("hole_ratio", str, _opt(
         "--hole-ratio", panel=_PANEL_DATA, metavar="LO-HI", callback=ratio_range_value,

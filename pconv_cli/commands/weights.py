@@ -51,8 +51,8 @@ def list_command() -> None:
             here = "[green]bundled[/]"
         else:
             here = "[green]cached[/]" if cached_weights_path(entry).is_file() else "no"
-            size = f"{entry.download_mb:,.0f} MB" if entry.download_mb else "size unknown"
-            here += f"\n(downloads {size})" if here == "no" else ""
+            size = f"downloads {entry.download_mb:,.0f} MB" if entry.download_mb else "size unknown"
+            here += f"\n({size})" if here == "no" else ""
         table.add_row(
             entry.name + ("\n(default)" if entry.name == DEFAULT_WEIGHTS else ""),
             f"{entry.dataset}\n{entry.train_size}x{entry.train_size}",
